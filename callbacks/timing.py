@@ -1,0 +1,74 @@
+"""Per-step timing and peak memory: logged, and summarised when a stage ends."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class StepTimer(Callback):
+    """Measure wall time per optimisation step (batch start to batch end) and peak memory.
+
+    `summary()` gives {"steps", "seconds_per_step" (median, excluding the first `warmup` steps),
+    "total_seconds", "peak_memory_mb"} (GPU peak memory on CUDA, else max RSS of the process).
+    """
+
+    def __init__(self, warmup: int = 2) -> None:
+        self.warmup = warmup
+        self.times: list[float] = []
+        self._t0 = 0.0
+        self._fit_t0 = 0.0
+        self.total = 0.0
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.times.clear()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._fit_t0 = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - self._t0
+        self.times.append(dt)
+        pl_module.log("step_seconds", dt, prog_bar=False, on_step=True, on_epoch=False)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.total = time.perf_counter() - self._fit_t0
+        s = self.summary()
+        log.info(
+            "%s: %d steps, %.4f s/step (median), peak memory %.0f MB",
+            getattr(pl_module, "stage", "stage"),
+            s["steps"],
+            s["seconds_per_step"],
+            s["peak_memory_mb"],
+        )
+
+    def summary(self) -> dict[str, float]:
+        timed = self.times[self.warmup :] or self.times
+        median = sorted(timed)[len(timed) // 2] if timed else float("nan")
+        return {
+            "steps": len(self.times),
+            "seconds_per_step": median,
+            "total_seconds": self.total,
+            "peak_memory_mb": peak_memory_mb(),
+        }
+
+
+def peak_memory_mb() -> float:
+    """Peak CUDA memory allocated (MB) if on GPU, else the process's max resident set size."""
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,102 @@
+"""Edit an image with a base model and (for some methods) the artifacts of train.py.
+
+    python edit.py method=imagic           base_model=B checkpoint_dir=D output_dir=O method.eta=0.7
+    python edit.py method=null_text_p2p    base_model=B checkpoint_dir=D target_prompt=T output_dir=O
+    python edit.py method=direct_inversion base_model=B image=IMG target_prompt=T output_dir=O
+    python edit.py method=blended          base_model=B image=IMG mask=MASK target_prompt=T output_dir=O
+
+Writes O/edit.png (the first/best result), O/samples/ (all results, when several), O/grid.png
+(input beside the results, labelled) and O/config.yaml. Never imports Lightning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from editing.cli import run_cli
+from editing.errors import UserInputError
+from editing.inputs import inputs_from_config
+
+log = logging.getLogger("edit")
+
+_AUTOCAST = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"device={name} but no CUDA device is available; use device=cpu")
+    return torch.device(name)
+
+
+def precision_context(precision: str, device):
+    """Autocast for `bf16-mixed` / `16-mixed`; nothing for full precision."""
+    import torch
+
+    key = str(precision)
+    if key not in _AUTOCAST:
+        raise UserInputError(f"precision={precision!r} is not one of {', '.join(_AUTOCAST)}")
+    if _AUTOCAST[key] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, _AUTOCAST[key]))
+
+
+def edit(cfg: DictConfig) -> Path:
+    """Run the configured editing method; returns the path of edit.png."""
+    import torch
+
+    from editing.images import check_image_file
+    from editing.outputs import write_outputs
+
+    # 1. Cheap checks first: files, method settings, device. Nothing is written before step 4.
+    output_dir = Path(cfg.output_dir)
+    for key in ("image", "mask"):
+        if cfg.get(key):
+            check_image_file(cfg[key], key)
+    editor = hydra.utils.instantiate(cfg.method)
+    device = resolve_device(cfg.device)
+    context = precision_context(cfg.precision, device)
+
+    # 2. The base model and the user's inputs at its resolution.
+    torch.manual_seed(int(cfg.seed))
+    model = hydra.utils.instantiate(cfg.base_model).to(device)
+    inputs = inputs_from_config(cfg, model)
+
+    # 3. The edit.
+    with context:
+        results = editor(model, inputs)
+
+    # 4. Outputs per the command-line contract.
+    metadata = {"base_model": model.identity.name, "method": cfg.method.get("name", "")}
+    path = write_outputs(
+        output_dir,
+        results,
+        inputs.image.pixels[0] if inputs.image is not None else None,
+        OmegaConf.to_yaml(cfg, resolve=True),
+        metadata,
+    )
+    log.info(
+        "wrote %s (%d result%s) and %s",
+        path,
+        len(results),
+        "s" if len(results) > 1 else "",
+        output_dir / "grid.png",
+    )
+    return path
+
+
+@hydra.main(config_path="configs", config_name="edit", version_base=None)
+def main(cfg: DictConfig) -> None:
+    run_cli(edit, cfg)
+
+
+if __name__ == "__main__":
+    main()

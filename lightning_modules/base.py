@@ -1,0 +1,95 @@
+"""The thin Lightning shell shared by every per-image optimisation stage.
+
+A stage module owns a frozen `DiffusionModel` plus the few tensors it optimises. It keeps
+Lightning checkpoints small (only what is trained, never the frozen base weights) and turns its
+result into a safetensors artifact (`artifact()`), which `callbacks.export.ArtifactExport` writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor
+
+from editing.artifacts import save_artifact
+from editing.inputs import Inputs
+from editing.models import DiffusionModel
+
+_OPTIMIZERS = ("adam", "adamw", "adafactor", "adam8bit")
+
+
+def make_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """Adam (the papers' choice), AdamW, Adafactor (memory saver) or 8-bit Adam (bitsandbytes)."""
+    from editing.errors import UserInputError
+
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        return Adafactor(
+            params, lr=lr, scale_parameter=False, relative_step=False, warmup_init=False
+        )
+    if name == "adam8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise UserInputError(
+                "stage.optimizer=adam8bit needs bitsandbytes (pip install bitsandbytes, CUDA only)"
+            ) from None
+        return bnb.optim.Adam8bit(params, lr=lr, weight_decay=weight_decay)
+    raise UserInputError(f"stage.optimizer={name!r} is not one of {', '.join(_OPTIMIZERS)}")
+
+
+class StageModule(LightningModule):
+    """Base class of the per-image stages.
+
+    Subclasses set `stage`, register what they optimise as parameters, and implement
+    `training_step`, `configure_optimizers` and `artifact()`.
+    """
+
+    stage: ClassVar[str] = ""
+
+    def __init__(
+        self, model: DiffusionModel, inputs: Inputs, num_steps: int, batch_size: int
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.inputs = inputs
+        self.num_steps = int(num_steps)
+        self.batch_size = int(batch_size)
+        # Checkpoints hold only the trained tensors; the frozen base is reloaded on resume.
+        self.strict_loading = False
+
+    # ------------------------------------------------------------------ checkpoints and artifacts
+    def _kept_keys(self) -> set[str]:
+        trained = {name for name, p in self.named_parameters() if p.requires_grad}
+        own_buffers = {name for name, _ in self.named_buffers() if not name.startswith("model.")}
+        return trained | own_buffers
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self._kept_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """(tensors, metadata) of this stage's result."""
+        raise NotImplementedError
+
+    def artifact_path(self, output_dir: str | Path) -> Path:
+        return Path(output_dir) / f"{self.stage}.safetensors"
+
+    def export(self, output_dir: str | Path) -> Path:
+        tensors, metadata = self.artifact()
+        return save_artifact(self.artifact_path(output_dir), tensors, metadata)
+
+    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
+        """(label, image [3, H, W] in [-1, 1]) pairs showing the current state; default none."""
+        return []

@@ -1,0 +1,221 @@
+"""Imagic's two optimisation stages (Kawar et al., CVPR 2023, Sec. 3 steps A and B).
+
+A. `ImagicEmbedStage`: e_tgt = text_encoder(target text); with the diffusion model frozen, optimise
+   e (initialised at e_tgt) with the denoising loss on the input image -> e_opt.
+B. `ImagicFinetuneStage`: with e_opt frozen, fine-tune the UNet (all weights, or LoRA adapters) with
+   the same loss, so that e_opt reconstructs the image exactly.
+Paper defaults for Stable Diffusion: A = Adam, 1000 steps, lr 2e-3; B = 1500 steps, lr 5e-7.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from editing.artifacts import check_weights, load_artifact, make_metadata, model_metadata
+from editing.editors.imagic import sample_interpolations
+from editing.errors import UserInputError, require_text
+from editing.inputs import Inputs
+from editing.models import DiffusionModel
+from editing.objectives import denoising_loss
+from editing.weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
+from lightning_modules.base import StageModule, make_optimizer
+
+
+class _ImagicStage(StageModule):
+    """What both Imagic stages share: the image, e_tgt, the loss, previews."""
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        num_steps: int,
+        batch_size: int,
+        lr: float,
+        optimizer: str,
+    ) -> None:
+        super().__init__(model, inputs, num_steps, batch_size)
+        if inputs.image is None:
+            raise UserInputError(f"stage={self.stage} needs image=PATH")
+        self.target_prompt = require_text(inputs.target_prompt, "target_prompt")
+        self.lr = float(lr)
+        self.optimizer_name = optimizer
+        self.register_buffer("image_pixels", inputs.image.pixels.clone(), persistent=False)
+        self.z0: Tensor | None = None
+
+    def on_fit_start(self) -> None:
+        # The VAE encoding of the input never changes: computed once, not every step.
+        self.z0 = self.model.encode_image(self.image_pixels.to(self.device))
+
+    def condition(self) -> Tensor:
+        """The [1, L, D] embedding the denoising loss is conditioned on."""
+        raise NotImplementedError
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        t, noise = batch["t"], batch["noise"]
+        b = t.shape[0]
+        z0 = self.z0.expand(b, -1, -1, -1)
+        emb = self.condition().expand(b, -1, -1)
+        loss = denoising_loss(self.model, z0, emb, t, noise)
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    def metadata(self, **extra) -> dict[str, str]:
+        return make_metadata(
+            self.stage,
+            self.model,
+            hparams={
+                "lr": self.lr,
+                "num_steps": self.num_steps,
+                "batch_size": self.batch_size,
+                "optimizer": self.optimizer_name,
+                **extra,
+            },
+            image_sha256=self.inputs.image.sha256,
+            target_prompt=self.target_prompt,
+            seed=self.inputs.seed,
+        )
+
+
+class ImagicEmbedStage(_ImagicStage):
+    """Step A: optimise the text embedding e_opt with the model frozen.
+
+    Args:
+        model: the frozen base `DiffusionModel`.
+        inputs: image and target_prompt are required.
+        num_steps: optimisation steps (paper, SD: 1000; public ports: 500).
+        batch_size: (t, noise) draws per step.
+        lr: Adam learning rate (paper, SD: 2e-3; public ports: 1e-3).
+        optimizer: adam | adamw | adafactor | adam8bit.
+    """
+
+    stage = "imagic_embed"
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        name: str = "imagic_embed",
+        num_steps: int = 1000,
+        batch_size: int = 1,
+        lr: float = 2e-3,
+        optimizer: str = "adam",
+    ) -> None:
+        super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
+        e_tgt = model.encode_prompt([self.target_prompt], "target_prompt")
+        self.register_buffer("e_tgt", e_tgt)
+        # The optimised embedding stays fp32 under any mixed precision.
+        self.e_opt = nn.Parameter(e_tgt.clone())
+
+    def condition(self) -> Tensor:
+        return self.e_opt
+
+    def configure_optimizers(self):
+        return make_optimizer(self.optimizer_name, [self.e_opt], self.lr)
+
+    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+        tensors = {"e_tgt": self.e_tgt.detach().float(), "e_opt": self.e_opt.detach().float()}
+        return tensors, self.metadata()
+
+    @torch.no_grad()
+    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
+        samples = sample_interpolations(
+            self.model, self.e_tgt, self.e_opt.detach(), [0.0, 1.0], [0], num_inference_steps, 7.5
+        )
+        return [(f"eta={eta:g}", img) for eta, _, img in samples]
+
+
+class ImagicFinetuneStage(_ImagicStage):
+    """Step B: fine-tune the UNet with e_opt frozen (full weights or LoRA).
+
+    Reads `<checkpoint_dir>/imagic_embed.safetensors` (or `embed_artifact`) and refuses one made
+    for another image, target text or base model.
+
+    Args:
+        num_steps: fine-tuning steps (paper, SD: 1500; public ports: 1000).
+        lr: learning rate (paper, SD: 5e-7; public ports: 1e-6 .. 2e-6; LoRA wants ~1e-4).
+        finetune_mode: "full" (paper-faithful) or "lora".
+        lora_rank, lora_alpha, lora_targets: LoRA shape (alpha defaults to the rank).
+        gradient_checkpointing: trade compute for activation memory.
+        save_dtype: dtype of full weights in the artifact (float32 | float16 | bfloat16).
+        embed_artifact: explicit path of the embedding artifact.
+    """
+
+    stage = "imagic_finetune"
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        name: str = "imagic_finetune",
+        num_steps: int = 1500,
+        batch_size: int = 1,
+        lr: float = 5e-7,
+        optimizer: str = "adam",
+        finetune_mode: str = "full",
+        lora_rank: int = 4,
+        lora_alpha: float | None = None,
+        lora_targets: list[str] | tuple[str, ...] = DEFAULT_LORA_TARGETS,
+        gradient_checkpointing: bool = False,
+        save_dtype: str = "float32",
+        embed_artifact: str | None = None,
+    ) -> None:
+        super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
+        if finetune_mode not in ("full", "lora"):
+            raise UserInputError(
+                f"stage.finetune_mode={finetune_mode!r} is not one of 'full', 'lora'"
+            )
+        if save_dtype not in ("float32", "float16", "bfloat16"):
+            raise UserInputError(
+                f"stage.save_dtype={save_dtype!r} is not float32, float16 or bfloat16"
+            )
+        folder = inputs.checkpoint_dir or inputs.output_dir
+        path = embed_artifact or (folder / "imagic_embed.safetensors")
+        embed = load_artifact(
+            path,
+            "imagic_embed",
+            expect={
+                **model_metadata(model),
+                "image_sha256": inputs.image.sha256,
+                "target_prompt": self.target_prompt,
+            },
+            hint=f"run `python train.py stage=imagic_embed output_dir={folder} ...` first (or stage=imagic for both stages)",
+        )
+        check_weights(embed, model)
+        self.register_buffer("e_tgt", embed["e_tgt"].float())
+        self.register_buffer("e_opt", embed["e_opt"].float())
+        self.finetune_mode = finetune_mode
+        self.lora = {"rank": int(lora_rank), "alpha": lora_alpha, "targets": list(lora_targets)}
+        self.save_dtype = save_dtype
+        unet = model.unet
+        if finetune_mode == "lora":
+            add_lora(unet, lora_rank, lora_alpha, tuple(lora_targets))
+        else:
+            unet.requires_grad_(True)
+        if gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+
+    def condition(self) -> Tensor:
+        return self.e_opt
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.unet.parameters() if p.requires_grad]
+        return make_optimizer(self.optimizer_name, params, self.lr)
+
+    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+        weights, weight_meta = export_unet_weights(
+            self.model.unet, self.finetune_mode, self.save_dtype, self.lora
+        )
+        tensors = {"e_tgt": self.e_tgt.float(), "e_opt": self.e_opt.float(), **weights}
+        metadata = self.metadata(
+            finetune_mode=self.finetune_mode, lora=self.lora, save_dtype=self.save_dtype
+        )
+        metadata.update(weight_meta)
+        return tensors, metadata
+
+    @torch.no_grad()
+    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
+        samples = sample_interpolations(
+            self.model, self.e_tgt, self.e_opt, [0.0, 0.7, 1.0], [0], num_inference_steps, 7.5
+        )
+        return [(f"eta={eta:g}", img) for eta, _, img in samples]
