@@ -1,0 +1,150 @@
+"""Pretraining the demo model on the shapes world (`python train.py stage=pretrain_demo`).
+
+The objective is the same denoising loss Imagic fine-tunes with (`editing.objectives`), here over
+captioned images from `datamodules.shapes`, training the UNet and the text encoder together, with
+caption dropout (the unconditional model for classifier-free guidance is the empty caption), min-SNR
+loss weighting, linear warm-up, and an exponential moving average of the weights, which is what gets
+exported (a diffusers folder, `<output_dir>/model`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from editing.inputs import Inputs
+from editing.models import DiffusionModel
+from editing.objectives import denoising_loss
+
+
+class PretrainDemoStage(LightningModule):
+    """Train a text-to-image `DiffusionModel` from scratch on captioned images.
+
+    Args:
+        model: the freshly built model (`editing.demo_model.build_demo_model`).
+        inputs: unused (the data come from the shapes datamodule); kept for the stage interface.
+        num_steps: optimisation steps.
+        batch_size: images per step (set on the datamodule; recorded here).
+        lr: AdamW peak learning rate, reached after `warmup_steps`, then cosine decay to 10 %.
+        caption_dropout: probability of training on the empty caption.
+        snr_gamma: min-SNR-gamma weighting (None to disable).
+        ema_decay: EMA decay of the exported weights.
+    """
+
+    stage = "pretrain_demo"
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        inputs: Inputs | None = None,
+        name: str = "pretrain_demo",
+        num_steps: int = 20000,
+        batch_size: int = 32,
+        lr: float = 1e-3,
+        warmup_steps: int = 500,
+        weight_decay: float = 0.01,
+        caption_dropout: float = 0.1,
+        snr_gamma: float | None = 5.0,
+        ema_decay: float = 0.999,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.num_steps = int(num_steps)
+        self.batch_size = int(batch_size)
+        self.lr = float(lr)
+        self.warmup_steps = int(warmup_steps)
+        self.weight_decay = float(weight_decay)
+        self.caption_dropout = float(caption_dropout)
+        self.snr_gamma = snr_gamma
+        self.ema_decay = float(ema_decay)
+        model.requires_grad_(False)
+        model.unet.requires_grad_(True)
+        model.text_encoder.requires_grad_(True)
+        self.ema = copy.deepcopy(
+            nn.ModuleDict({"unet": model.unet, "text_encoder": model.text_encoder})
+        )
+        self.ema.requires_grad_(False)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        images: Tensor = batch["image"]
+        captions = list(batch["caption"])
+        b = images.shape[0]
+        drop = torch.rand(b, generator=None) < self.caption_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        tokens = self.model.tokenize(captions, "caption")["input_ids"].to(self.device)
+        emb = self.model.text_encoder(tokens)[0]
+        t = torch.randint(0, self.model.num_train_timesteps, (b,), device=self.device)
+        noise = torch.randn_like(images)
+        loss = denoising_loss(self.model, images, emb, t, noise, snr_gamma=self.snr_gamma)
+        self.log("loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # EMA with the usual warm-up of the decay: min(decay, (1 + n) / (10 + n)).
+        n = self.global_step
+        decay = min(self.ema_decay, (1 + n) / (10 + n))
+        live = {"unet": self.model.unet, "text_encoder": self.model.text_encoder}
+        for key, module in live.items():
+            for p_ema, p in zip(self.ema[key].parameters(), module.parameters()):
+                p_ema.lerp_(p.detach(), 1 - decay)
+
+    def configure_optimizers(self):
+        params = list(self.model.unet.parameters()) + list(self.model.text_encoder.parameters())
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+        def schedule(step: int) -> float:
+            if step < self.warmup_steps:
+                return (step + 1) / self.warmup_steps
+            progress = min(
+                1.0, (step - self.warmup_steps) / max(1, self.num_steps - self.warmup_steps)
+            )
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def ema_model(self) -> DiffusionModel:
+        """The model with the EMA weights (what is exported and evaluated)."""
+        m = self.model
+        return DiffusionModel(
+            self.ema["unet"],
+            self.ema["text_encoder"],
+            m.tokenizer,
+            m.scheduler,
+            m.vae,
+            name=m.name,
+            resolution=m.resolution,
+        )
+
+    def artifact_path(self, output_dir: str | Path) -> Path:
+        return Path(output_dir) / "model"
+
+    def export(self, output_dir: str | Path) -> Path:
+        from editing.loading import save_model
+
+        return save_model(self.ema_model(), self.artifact_path(output_dir))
+
+    @torch.no_grad()
+    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
+        from editing.sampling import initial_noise, sample
+
+        model = self.ema_model()
+        prompts = [
+            "a large red circle in the center on a gray background",
+            "a small blue square at the top left on a white background",
+        ]
+        cond = model.encode_prompt(prompts)
+        x = sample(
+            model,
+            cond,
+            initial_noise([0, 1], model.latent_shape, self.device),
+            num_inference_steps,
+            3.0,
+        )
+        return [(p[:24], img) for p, img in zip(prompts, model.decode(x).clamp(-1, 1).cpu())]

@@ -1,0 +1,67 @@
+"""Artifacts: bit-exact round trip, atomic writes, refusal of mismatches."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from editing.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
+from editing.errors import UserInputError
+
+
+def _tensors():
+    g = torch.Generator().manual_seed(0)
+    return {"e_opt": torch.randn(1, 77, 32, generator=g), "half": torch.randn(3, generator=g).half()}
+
+
+def test_round_trip_is_bit_exact(tmp_path, tiny_model):
+    meta = make_metadata("imagic_embed", tiny_model, hparams={"lr": 2e-3}, image_sha256="abc", target_prompt="a cat")
+    path = save_artifact(tmp_path / "a.safetensors", _tensors(), meta)
+    art = load_artifact(path, "imagic_embed", expect={**model_metadata(tiny_model), "image_sha256": "abc"})
+    for key, value in _tensors().items():
+        assert art[key].dtype == value.dtype and torch.equal(art[key], value)
+    assert art.metadata == meta
+    assert art.hparams == {"lr": 2e-3}
+    for key in ("format_version", "stage", "base_model", "base_model_config_hash", "resolution", "versions"):
+        assert key in art.metadata
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_write_is_atomic(tmp_path, tiny_model, monkeypatch):
+    import editing.artifacts as artifacts
+
+    path = tmp_path / "a.safetensors"
+    meta = make_metadata("imagic_embed", tiny_model)
+    save_artifact(path, _tensors(), meta)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(artifacts, "save_file", crash)
+    with pytest.raises(RuntimeError):
+        save_artifact(path, {"x": torch.zeros(2)}, meta)
+    assert path.read_bytes() == before  # the old artifact is intact
+    assert os.listdir(tmp_path) == ["a.safetensors"]  # no temporary file left
+
+
+def test_mismatches_are_refused_with_what_differs(tmp_path, tiny_model):
+    meta = make_metadata("imagic_embed", tiny_model, image_sha256="abc")
+    path = save_artifact(tmp_path / "a.safetensors", _tensors(), meta)
+    with pytest.raises(UserInputError, match="'imagic_embed' artifact, not 'null_text'"):
+        load_artifact(path, "null_text")
+    with pytest.raises(UserInputError, match=r"base model: artifact has 'tiny-latent-seed0', this run has 'demo'"):
+        load_artifact(path, "imagic_embed", expect={"base_model": "demo"})
+    with pytest.raises(UserInputError, match=r"resolution: artifact has '32', this run has '64'.*image_sha256"):
+        load_artifact(path, "imagic_embed", expect={"resolution": 64, "image_sha256": "zzz"})
+
+
+def test_missing_and_corrupt_files(tmp_path):
+    with pytest.raises(UserInputError, match="no imagic_embed artifact at .*: run it first"):
+        load_artifact(tmp_path / "none.safetensors", "imagic_embed", hint="run it first")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(UserInputError, match="not a readable safetensors artifact"):
+        load_artifact(bad, "imagic_embed")

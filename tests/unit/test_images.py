@@ -1,0 +1,90 @@
+"""Image and mask loading: every PIL mode converted explicitly, bad files refused clearly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from editing.errors import UserInputError
+from editing.images import load_image, load_mask, to_rgb, to_uint8
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F", "1"])
+def test_every_mode_is_converted_to_rgb(tmp_path, mode):
+    base = Image.new("RGB", (40, 30), (120, 60, 200))
+    img = base.convert(mode) if mode not in ("I;16", "I", "F") else Image.new(mode, (40, 30))
+    if mode == "I;16":
+        img = Image.fromarray(np.full((30, 40), 65535, dtype=np.uint16))
+    path = tmp_path / f"x.{'tiff' if mode in ('CMYK', 'I', 'F', 'I;16') else 'png'}"
+    img.save(path)
+    loaded = load_image(path, 16)
+    assert loaded.pixels.shape == (1, 3, 16, 16)
+    assert loaded.pixels.dtype == torch.float32
+    assert -1 <= loaded.pixels.min() and loaded.pixels.max() <= 1
+    if mode == "I;16":  # 16-bit white stays white (scaled, not clipped garbage)
+        assert loaded.pixels.min() == 1.0
+
+
+def test_rgba_is_composited_over_white():
+    rgba = Image.new("RGBA", (8, 8), (255, 0, 0, 0))  # fully transparent red
+    assert to_rgb(rgba).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_resize_policy_shorter_side_then_centre_crop(tmp_path):
+    arr = np.zeros((20, 60, 3), dtype=np.uint8)
+    arr[:, 20:40] = 255  # the centre third is white
+    Image.fromarray(arr).save(tmp_path / "wide.png")
+    loaded = load_image(tmp_path / "wide.png", 20)
+    out = to_uint8(loaded.pixels)
+    assert out.shape == (20, 20, 3) and out.min() >= 250  # only the centre survives the crop
+    assert loaded.original_size == (60, 20)
+
+
+def test_content_hash_depends_on_pixels_not_path(tmp_path):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(a)
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(b)
+    assert load_image(a, 16).sha256 == load_image(b, 16).sha256
+    Image.new("RGB", (16, 16), (1, 2, 4)).save(b)
+    assert load_image(a, 16).sha256 != load_image(b, 16).sha256
+
+
+def test_bad_images_are_refused(tmp_path):
+    with pytest.raises(UserInputError, match="image file not found"):
+        load_image(tmp_path / "missing.png", 32)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(UserInputError, match="cannot read image"):
+        load_image(tmp_path / "corrupt.png", 32)
+    Image.new("RGB", (4, 40)).save(tmp_path / "thin.png")
+    with pytest.raises(UserInputError, match="only 4x40 pixels"):
+        load_image(tmp_path / "thin.png", 32)
+
+
+def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
+    import editing.images as images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 1000)
+    Image.new("RGB", (40, 40)).save(tmp_path / "big.png")
+    with pytest.raises(UserInputError, match="downscale it"):
+        load_image(tmp_path / "big.png", 32)
+
+
+def test_masks(tmp_path):
+    Image.new("RGB", (40, 20)).save(tmp_path / "img.png")
+    image = load_image(tmp_path / "img.png", 16)
+    m = np.zeros((20, 40), dtype=np.uint8)
+    m[:, 20:] = 255
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    mask = load_mask(tmp_path / "mask.png", image, 16)
+    assert mask.shape == (1, 1, 16, 16) and set(mask.unique().tolist()) == {0.0, 1.0}
+    assert mask[0, 0, :, :8].sum() == 0 and mask[0, 0, :, 8:].min() == 1  # same crop as the image
+    # transparency masks use alpha
+    rgba = np.zeros((20, 40, 4), dtype=np.uint8)
+    rgba[:, :20, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    assert load_mask(tmp_path / "alpha.png", image, 16)[0, 0, :, :8].min() == 1
+    Image.new("L", (20, 20)).save(tmp_path / "small.png")
+    with pytest.raises(UserInputError, match="mask .* is 20x20 but image .* is 40x20"):
+        load_mask(tmp_path / "small.png", image, 16)
