@@ -18,7 +18,13 @@ from lightning_modules.imagic import ImagicEmbedStage, ImagicFinetuneStage
 
 
 def _inputs(image_path, out, seed=0):
-    return Inputs(image=load_image(image_path, 32), target_prompt="a red circle", output_dir=out, checkpoint_dir=out, seed=seed)
+    return Inputs(
+        image=load_image(image_path, 32),
+        target_prompt="a red circle",
+        output_dir=out,
+        checkpoint_dir=out,
+        seed=seed,
+    )
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -56,7 +62,9 @@ def test_finetune_stage_changes_only_the_unet(image_path, tmp_path, mode):
     model = build_tiny_model()
     frozen = {name: _state(getattr(model, name)) for name in ("vae", "text_encoder")}
     unet_before = _state(model.unet)
-    stage = ImagicFinetuneStage(model, _inputs(image_path, tmp_path), num_steps=3, lr=1e-3, finetune_mode=mode)
+    stage = ImagicFinetuneStage(
+        model, _inputs(image_path, tmp_path), num_steps=3, lr=1e-3, finetune_mode=mode
+    )
     e_opt = stage.e_opt.clone()
     fit_stage(stage, model, stage.inputs, 3)
     for name, state in frozen.items():
@@ -70,18 +78,26 @@ def test_finetune_stage_changes_only_the_unet(image_path, tmp_path, mode):
         base_after = {k.replace(".base_layer", ""): after[k] for k in base_keys}
         assert _equal(unet_before, base_after)
         lora_keys = [k for k in after if "lora_B" in k]
-        assert lora_keys and any(not torch.equal(after[k], torch.zeros_like(after[k])) for k in lora_keys)
+        assert lora_keys and any(
+            not torch.equal(after[k], torch.zeros_like(after[k])) for k in lora_keys
+        )
     tensors, meta = stage.artifact()
     if mode == "lora":
-        assert all(k.startswith(("lora.", "e_")) for k in tensors) and meta["finetune_mode"] == "lora"
-        assert sum(v.numel() for k, v in tensors.items() if k.startswith("lora.")) < 0.1 * sum(p.numel() for p in model.unet.parameters())
+        assert (
+            all(k.startswith(("lora.", "e_")) for k in tensors) and meta["finetune_mode"] == "lora"
+        )
+        assert sum(v.numel() for k, v in tensors.items() if k.startswith("lora.")) < 0.1 * sum(
+            p.numel() for p in model.unet.parameters()
+        )
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_exported_weights_reproduce_the_trained_unet(image_path, tmp_path, mode):
     _embed(image_path, tmp_path)
     model = build_tiny_model()
-    stage = ImagicFinetuneStage(model, _inputs(image_path, tmp_path), num_steps=2, lr=1e-3, finetune_mode=mode)
+    stage = ImagicFinetuneStage(
+        model, _inputs(image_path, tmp_path), num_steps=2, lr=1e-3, finetune_mode=mode
+    )
     fit_stage(stage, model, stage.inputs, 2)
     path = stage.export(tmp_path)
     artifact = load_artifact(path, "imagic_finetune", expect=model_metadata(model))
@@ -144,4 +160,6 @@ def test_finetune_refuses_an_embedding_of_another_image_or_model(image_path, tmp
     with pytest.raises(UserInputError, match="base model"):
         ImagicFinetuneStage(build_tiny_model(seed=1), _inputs(image_path, tmp_path), num_steps=1)
     with pytest.raises(UserInputError, match="no imagic_embed artifact .* stage=imagic_embed"):
-        ImagicFinetuneStage(build_tiny_model(), _inputs(image_path, tmp_path / "empty"), num_steps=1)
+        ImagicFinetuneStage(
+            build_tiny_model(), _inputs(image_path, tmp_path / "empty"), num_steps=1
+        )

@@ -13,18 +13,32 @@ from editing.errors import UserInputError
 
 def _tensors():
     g = torch.Generator().manual_seed(0)
-    return {"e_opt": torch.randn(1, 77, 32, generator=g), "half": torch.randn(3, generator=g).half()}
+    return {
+        "e_opt": torch.randn(1, 77, 32, generator=g),
+        "half": torch.randn(3, generator=g).half(),
+    }
 
 
 def test_round_trip_is_bit_exact(tmp_path, tiny_model):
-    meta = make_metadata("imagic_embed", tiny_model, hparams={"lr": 2e-3}, image_sha256="abc", target_prompt="a cat")
+    meta = make_metadata(
+        "imagic_embed", tiny_model, hparams={"lr": 2e-3}, image_sha256="abc", target_prompt="a cat"
+    )
     path = save_artifact(tmp_path / "a.safetensors", _tensors(), meta)
-    art = load_artifact(path, "imagic_embed", expect={**model_metadata(tiny_model), "image_sha256": "abc"})
+    art = load_artifact(
+        path, "imagic_embed", expect={**model_metadata(tiny_model), "image_sha256": "abc"}
+    )
     for key, value in _tensors().items():
         assert art[key].dtype == value.dtype and torch.equal(art[key], value)
     assert art.metadata == meta
     assert art.hparams == {"lr": 2e-3}
-    for key in ("format_version", "stage", "base_model", "base_model_config_hash", "resolution", "versions"):
+    for key in (
+        "format_version",
+        "stage",
+        "base_model",
+        "base_model_config_hash",
+        "resolution",
+        "versions",
+    ):
         assert key in art.metadata
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
@@ -52,9 +66,13 @@ def test_mismatches_are_refused_with_what_differs(tmp_path, tiny_model):
     path = save_artifact(tmp_path / "a.safetensors", _tensors(), meta)
     with pytest.raises(UserInputError, match="'imagic_embed' artifact, not 'null_text'"):
         load_artifact(path, "null_text")
-    with pytest.raises(UserInputError, match=r"base model: artifact has 'tiny-latent-seed0', this run has 'demo'"):
+    with pytest.raises(
+        UserInputError, match=r"base model: artifact has 'tiny-latent-seed0', this run has 'demo'"
+    ):
         load_artifact(path, "imagic_embed", expect={"base_model": "demo"})
-    with pytest.raises(UserInputError, match=r"resolution: artifact has '32', this run has '64'.*image_sha256"):
+    with pytest.raises(
+        UserInputError, match=r"resolution: artifact has '32', this run has '64'.*image_sha256"
+    ):
         load_artifact(path, "imagic_embed", expect={"resolution": 64, "image_sha256": "zzz"})
 
 

@@ -34,7 +34,9 @@ def test_step_preserves_x0_prediction_and_noise():
     x_t = add_noise(x0, eps, 0.2)
     torch.testing.assert_close(predict_x0(x_t, eps, 0.2), x0, rtol=1e-5, atol=1e-5)
     # one DDIM step with the true eps lands exactly on q(x_s | x0) with the same eps
-    torch.testing.assert_close(ddim_step(x_t, eps, 0.2, 0.9), add_noise(x0, eps, 0.9), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        ddim_step(x_t, eps, 0.2, 0.9), add_noise(x0, eps, 0.9), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_v_prediction_round_trip():

@@ -22,7 +22,7 @@ def test_every_mode_is_converted_to_rgb(tmp_path, mode):
     loaded = load_image(path, 16)
     assert loaded.pixels.shape == (1, 3, 16, 16)
     assert loaded.pixels.dtype == torch.float32
-    assert -1 <= loaded.pixels.min() and loaded.pixels.max() <= 1
+    assert loaded.pixels.min() >= -1 and loaded.pixels.max() <= 1
     if mode == "I;16":  # 16-bit white stays white (scaled, not clipped garbage)
         assert loaded.pixels.min() == 1.0
 

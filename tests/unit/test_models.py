@@ -52,7 +52,9 @@ def test_v_prediction_eps_is_recovered(tiny_v_model):
     x0, noise = torch.randn_like(x), torch.randn_like(x)
     target = m.training_target(x0, noise, t)
     x_t = add_noise(x0, noise, m.alphas_cumprod[t])
-    torch.testing.assert_close(eps_from_v(target, x_t, m.alphas_cumprod[t]), noise, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        eps_from_v(target, x_t, m.alphas_cumprod[t]), noise, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_latent_encoding_uses_posterior_mean_and_scaling_factor(tiny_model):
@@ -81,7 +83,9 @@ def test_missing_sources_give_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(UserInputError, match=r"not in the local hub cache .* base_model.path=/that/folder"):
+    with pytest.raises(
+        UserInputError, match=r"not in the local hub cache .* base_model.path=/that/folder"
+    ):
         load_model("someone/not-a-model")
     with pytest.raises(UserInputError, match="does not exist"):
         load_model(str(tmp_path / "nothing-here"))
@@ -98,7 +102,9 @@ def test_hub_id_resolves_through_the_local_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as hc
 
     cache = tmp_path / "hub"
-    snapshot = cache / "models--owner--tiny" / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    snapshot = (
+        cache / "models--owner--tiny" / "snapshots" / "0123456789abcdef0123456789abcdef01234567"
+    )
     model = build_tiny_model()
     save_model(model, snapshot)
     (cache / "models--owner--tiny" / "refs").mkdir(parents=True)

@@ -1,0 +1,60 @@
+"""`AttentionRefine`: words added or removed (Prompt-to-Prompt Sec. 3.2, "Adding a New Phrase").
+
+With an alignment A of the edited prompt's tokens to the source's (`editing.attention.alignment`):
+
+    (Edit(M_t, M*_t, t))_{i,j} = (M*_t)_{i,j} if A(j) = None, else (M_t)_{i,A(j)}     (P2P Sec. 3.2)
+
+so tokens common to both prompts keep the source's layout and new tokens attend where they like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from editing.attention.alignment import refinement_mapper
+from editing.attention.blend import LocalBlend
+from editing.attention.edit import AttentionEdit, Window
+from editing.attention.words import token_ids
+
+
+class AttentionRefine(AttentionEdit):
+    """Refinement: aligned source maps are copied, new tokens keep their own maps.
+
+    Args: see `AttentionEdit`. Attributes `mapper` [K, L] (source position of each edited token)
+    and `alphas` [K, L] (True where a source map is copied).
+    """
+
+    def __init__(
+        self,
+        prompts: Sequence[str],
+        tokenizer,
+        cross_replace_steps: Window | Mapping[str, Window] = 0.8,
+        self_replace_steps: Window = 0.4,
+        self_replace_max_scale: float = 0.5,
+        local_blend: LocalBlend | None = None,
+    ) -> None:
+        super().__init__(
+            prompts,
+            tokenizer,
+            cross_replace_steps,
+            self_replace_steps,
+            self_replace_max_scale,
+            local_blend,
+        )
+        source = token_ids(tokenizer, self.prompts[0])
+        pairs = [
+            refinement_mapper(source, token_ids(tokenizer, p), self.length)
+            for p in self.prompts[1:]
+        ]
+        self.mapper = torch.stack([m for m, _ in pairs])
+        self.alphas = torch.stack([a for _, a in pairs])
+
+    def map_cross(self, source: Tensor, edits: Tensor) -> Tensor:
+        """M_t gathered through A where aligned, M*_t elsewhere: [K, H, N, L]."""
+        if self.mapper.device != edits.device:
+            self.mapper, self.alphas = self.mapper.to(edits.device), self.alphas.to(edits.device)
+        gathered = source[:, :, self.mapper].permute(2, 0, 1, 3)  # [H, N, K, L] -> [K, H, N, L]
+        return torch.where(self.alphas[:, None, None, :], gathered, edits)

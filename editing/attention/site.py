@@ -1,0 +1,82 @@
+"""Where an attention call happens: the layer metadata controllers decide on.
+
+Prompt-to-Prompt edits attention maps per layer, and which layers it touches depends on where they
+sit in the UNet (down / mid / up), whether they attend to the text (cross) or to the image (self),
+and the spatial size of their maps. The public reference code hard-codes the sizes of Stable
+Diffusion 1.x at 512 px ("<= 32x32", "16x16"); here every size is derived from the latent the UNet
+is denoising, and controllers speak in *fractions of the latent side* (`AttentionSite.scale`), so
+the same settings mean the same thing at 512 px, 768 px or on an 8x8 test latent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+PLACES = ("down", "mid", "up")
+"""The parts of a UNet an attention layer can sit in (`AttentionSite.place`); "other" otherwise."""
+
+
+def place_of(name: str) -> str:
+    """The UNet part ("down", "mid", "up") of a diffusers processor name ("up_blocks.1....")."""
+    head = name.split(".", 1)[0]
+    if head.startswith("down"):
+        return "down"
+    if head.startswith("mid"):
+        return "mid"
+    if head.startswith("up"):
+        return "up"
+    return "other"
+
+
+def map_level(
+    num_queries: int, latent_size: tuple[int, int], max_level: int = 8
+) -> tuple[int, tuple[int, int]] | None:
+    """The downsampling level k and the map size (h, w) of an attention layer with `num_queries`.
+
+    A UNet halves its feature maps with stride-2 convolutions (padding 1), so level k has size
+    (ceil(H / 2^k), ceil(W / 2^k)) for a latent of size (H, W). Returns None when no level matches
+    (an architecture this module does not understand); controllers then leave the layer alone.
+    """
+    height, width = latent_size
+    for k in range(max_level + 1):
+        h, w = math.ceil(height / 2**k), math.ceil(width / 2**k)
+        if h * w == num_queries:
+            return k, (h, w)
+        if h * w < num_queries:
+            break
+    return None
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    """One call of one attention layer, as a controller sees it.
+
+    Attributes:
+        name: the diffusers processor name ("down_blocks.0.attentions.0.transformer_blocks.0.attn2
+            .processor"); unique per layer, used as the storage key.
+        place: "down", "mid", "up" (or "other").
+        is_cross: True for cross-attention (queries: image, keys: text tokens).
+        size: (h, w) of the attention map over the image, None if it could not be derived.
+        level: k such that the map is the latent downsampled 2^k times (None with `size`).
+        latent_size: (H, W) of the sample the UNet is denoising.
+    """
+
+    name: str
+    place: str
+    is_cross: bool
+    size: tuple[int, int] | None
+    level: int | None
+    latent_size: tuple[int, int]
+
+    @property
+    def scale(self) -> float | None:
+        """The map side as a fraction of the latent side: 1, 1/2, 1/4, ... (2^-level).
+
+        Stable Diffusion at 512 px (latent 64): 64x64 maps -> 1, 32x32 -> 0.5, 16x16 -> 0.25.
+        """
+        return None if self.level is None else 2.0**-self.level
+
+    def has_scale(self, fraction: float) -> bool:
+        """True when this map's side is `fraction` of the latent side."""
+        return self.scale is not None and math.isclose(self.scale, fraction)

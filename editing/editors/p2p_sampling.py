@@ -1,0 +1,107 @@
+"""Guided DDIM sampling of a source prompt and its edits under attention control.
+
+Prompt-to-Prompt Algorithm 1 (Hertz et al. 2022), with null-text inversion's per-step
+unconditional embeddings (Mokady et al. 2023, Sec. 3.2): every prompt starts from the same x_T, the
+source and its K edits run as one batch (the source branch is computed once and shared by all
+edits), and at each step
+
+    eps = eps_theta(x_t, t, null_t) + w (eps_theta(x_t, t, C) - eps_theta(x_t, t, null_t))
+    x_{t-1} = DDIM(x_t, eps)                       (editing.ddim.ddim_step)
+    x*_{t-1} = LocalBlend(x_{t-1}, x*_{t-1})       (the controller's step hook)
+
+with the attention controller rewriting the edited branches' attention maps inside eps_theta.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from editing.attention.controller import AttentionController
+from editing.attention.processor import attention_control
+from editing.ddim import DDIMSchedule, ddim_step
+from editing.models import DiffusionModel
+
+
+def _uncond_per_step(
+    model: DiffusionModel, uncond_embeddings: Tensor | None, num_steps: int
+) -> Tensor:
+    """The unconditional embedding of every step: [N, L, D] (or [1, L, D] when constant)."""
+    if uncond_embeddings is None:
+        return model.encode_prompt([""])
+    if uncond_embeddings.dim() == 2:
+        return uncond_embeddings.unsqueeze(0)
+    if uncond_embeddings.dim() == 3 and uncond_embeddings.shape[0] in (1, num_steps):
+        return uncond_embeddings
+    raise ValueError(
+        f"uncond_embeddings must be [L, D] or [N, L, D] with N = {num_steps} sampling steps, "
+        f"got {tuple(uncond_embeddings.shape)}"
+    )
+
+
+@torch.no_grad()
+def p2p_sample(
+    model: DiffusionModel,
+    x_T: Tensor,
+    prompts: Sequence[str],
+    controller: AttentionController | None,
+    schedule: DDIMSchedule,
+    guidance_scale: float,
+    uncond_embeddings: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample [source, edit_1, ..., edit_K] from one x_T with attention control.
+
+    Args:
+        model: the diffusion model (any prediction type: `model.eps` normalises to eps).
+        x_T: [1, C, h, w] the starting noise (e.g. z*_T of an inversion), shared by every prompt.
+        prompts: [source, edit_1, ..., edit_K]; the controller must be built for the same list.
+        controller: an `AttentionController` (None: the identity controller). It is `reset()`,
+            then told each step with `begin_step(i, N)`, and its `end_step` runs after each step.
+        schedule: the DDIM schedule (the one the inversion used, for reconstruction).
+        guidance_scale: w of classifier-free guidance (SD default 7.5).
+        uncond_embeddings: null-text embeddings: [N, L, D] one per sampling step (null-text
+            inversion), [L, D] for all steps, or None for the embedding of "".
+        generator: unused; deterministic DDIM (eta = 0) draws no noise. Kept so that callers
+            need not change when stochastic sampling is added.
+
+    Returns:
+        [P, C, h, w] the final samples x_0 (latents; not decoded), row 0 the source.
+
+    UNet batch per step: [uncond x P; cond x P] (one call), the layout the controllers expect.
+    """
+    del generator
+    controller = controller if controller is not None else AttentionController()
+    num_prompts, num_steps = len(prompts), len(schedule)
+    if controller.num_prompts is not None and controller.num_prompts != num_prompts:
+        raise ValueError(
+            f"the controller was built for {controller.num_prompts} prompts, p2p_sample was given "
+            f"{num_prompts}: build it with the same [source, edit_1, ...] list"
+        )
+    if x_T.dim() != 4 or x_T.shape[0] != 1:
+        raise ValueError(f"x_T must be [1, C, h, w], got {tuple(x_T.shape)}")
+
+    # 1. Text embeddings, once: C for every prompt [P, L, D], null_t for every step [N or 1, L, D].
+    cond = model.encode_prompt(list(prompts))
+    uncond = _uncond_per_step(model, uncond_embeddings, num_steps).to(cond)
+    embeddings = [torch.cat([u.expand_as(cond), cond]) for u in uncond]  # [2P, L, D] each
+
+    # 2. Every branch starts from the same x_T.
+    x = x_T.expand(num_prompts, *x_T.shape[1:]).clone()
+    controller.reset()
+
+    with attention_control(model.unet, controller):
+        for i, t, a_t, a_prev in schedule.sampling():
+            # 3. Tell the controller which step runs (cross/self replacement windows).
+            controller.begin_step(i, num_steps)
+            # 4. One UNet call for [uncond x P; cond x P], then classifier-free guidance.
+            emb = embeddings[i if len(embeddings) > 1 else 0]
+            eps_u, eps_c = model.eps(torch.cat([x, x]), t, emb).chunk(2)
+            eps = eps_u + guidance_scale * (eps_c - eps_u)
+            # 5. DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma = 0).
+            x = ddim_step(x, eps, a_t, a_prev)
+            # 6. The controller's step hook (LocalBlend) on the edited branches.
+            x = controller.end_step(x)
+    return x
