@@ -58,10 +58,11 @@ def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
         num_train_timesteps=model.num_train_timesteps,
         batch_size=module.batch_size,
         seed=inputs.seed,
+        num_steps=module.num_steps,
     )
 
 
-def build_trainer(cfg: DictConfig, stage: str, num_steps: int, output_dir: Path):
+def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -87,7 +88,7 @@ def build_trainer(cfg: DictConfig, stage: str, num_steps: int, output_dir: Path)
     logger = False
     if cfg.get("logger") is not None:
         logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir / "logs"), name=stage)
-    max_steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else num_steps
+    max_steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else max_steps
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         max_steps=max_steps,
@@ -123,7 +124,7 @@ def train(cfg: DictConfig) -> list[Path]:
         pl.seed_everything(int(cfg.seed), verbose=False)
         module = build_module(stage_cfg, model, inputs)
         datamodule = build_datamodule(stage_cfg, module, model, inputs)
-        trainer, export, timer = build_trainer(cfg, module.stage, module.num_steps, output_dir)
+        trainer, export, timer = build_trainer(cfg, module.stage, module.trainer_max_steps, output_dir)
         ckpt = output_dir / "checkpoints" / module.stage / "last.ckpt"
         ckpt_path = str(ckpt) if cfg.resume and ckpt.is_file() else None
         if cfg.resume and ckpt_path is None:

@@ -44,14 +44,14 @@ def draw_noise(
 
 
 class _StepNoise(IterableDataset):
-    """Infinite stream of per-step batches starting at the datamodule's next step."""
+    """Stream of per-step batches from the datamodule's next step (to `num_steps`, or forever)."""
 
     def __init__(self, dm: SingleImageDataModule) -> None:
         self.dm = dm
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         step = self.dm.next_step
-        while True:
+        while self.dm.num_steps is None or step < self.dm.num_steps:
             yield draw_noise(
                 self.dm.seed,
                 self.dm.rank,
@@ -74,6 +74,7 @@ class SingleImageDataModule(LightningDataModule):
         batch_size: (t, noise) pairs per optimisation step (the image is repeated).
         seed: base seed; the generator of step k on rank r is seeded by (seed, r, k).
         mask: optional mask path (1 = region to edit).
+        num_steps: length of the stream (None: endless; the Trainer's max_steps ends the run).
     """
 
     def __init__(
@@ -87,6 +88,7 @@ class SingleImageDataModule(LightningDataModule):
         mask: str | Path | None = None,
         t_min: int = 0,
         t_max: int | None = None,
+        num_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.image = image if isinstance(image, LoadedImage) else load_image(image, resolution)
@@ -96,6 +98,7 @@ class SingleImageDataModule(LightningDataModule):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.rank = 0
+        self.num_steps = num_steps
         self.next_step = 0
 
     def setup(self, stage: str | None = None) -> None:

@@ -79,6 +79,11 @@ class StageModule(LightningModule):
         keep = self._kept_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
+    @property
+    def trainer_max_steps(self) -> int:
+        """The Trainer's max_steps for this stage (-1: the data stream bounds the run)."""
+        return self.num_steps
+
     def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
         """(tensors, metadata) of this stage's result."""
         raise NotImplementedError

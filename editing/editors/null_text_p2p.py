@@ -1,0 +1,254 @@
+"""Prompt-to-Prompt editing of a real image from an inversion (Mokady et al. 2023, Sec. 3.3).
+
+The source branch starts from the inversion's z_T with its per-step unconditional embeddings; the
+edited branches start from the same z_T and have their attention rewritten by a Prompt-to-Prompt
+controller (Replace for word swaps, Refine for added words, optional Reweight and LocalBlend).
+Several target prompts run in one batch with the source, so the inversion and the source branch are
+computed once for all of them. Inversions:
+- `null_text`: the artifact of `train.py stage=null_text` (z*_T and the optimised null embeddings);
+- `ddim`: plain DDIM inversion (w = 1, source caption) with the "" embedding: the paper's lower bound;
+- `negative_prompt`: DDIM inversion with the source-prompt embedding as the null embedding at every
+  step (Miyake et al. 2023), optimisation-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from editing.artifacts import check_weights, load_artifact, model_metadata
+from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
+from editing.ddim import DDIMSchedule, make_schedule
+from editing.editors.p2p_sampling import p2p_sample
+from editing.errors import UserInputError, as_float_list, as_int_list, require_text
+from editing.inputs import Inputs
+from editing.null_text import pivot
+from editing.outputs import EditResult
+
+INVERSIONS = ("null_text", "ddim", "negative_prompt")
+
+
+@dataclass
+class InvertedImage:
+    """What editing needs from an inversion: x_T [1, C, h, w], per-step (or constant) null
+    embeddings [N or 1, L, D], the schedule, the source caption and the guidance it was made for."""
+
+    x_T: Tensor
+    uncond: Tensor
+    schedule: DDIMSchedule
+    source_prompt: str
+    guidance_scale: float
+
+
+def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
+    """Words that differ between two prompts: position-wise for equal word counts (a swap), else
+    the words only one side has (additions/removals)."""
+    s, t = source.split(), target.split()
+    if len(s) == len(t):
+        pairs = [(a, b) for a, b in zip(s, t) if a != b]
+        return [a for a, _ in pairs], [b for _, b in pairs]
+    return [w for w in s if w not in t], [w for w in t if w not in s]
+
+
+def same_token_count(tokenizer, a: str, b: str) -> bool:
+    return len(tokenizer(a).input_ids) == len(tokenizer(b).input_ids)
+
+
+class NullTextP2PEditor:
+    """`python edit.py method=null_text_p2p checkpoint_dir=D target_prompt=T output_dir=O`.
+
+    See configs/method/null_text_p2p.yaml for every setting. Results: one per target prompt (in
+    the given order), then the reconstruction (source prompt only) when `reconstruction` is on.
+    """
+
+    def __init__(
+        self,
+        inversion: str = "null_text",
+        target_prompts: Sequence[str] | None = None,
+        edit: str = "auto",
+        cross_replace_steps: float | Mapping[str, float] = 0.8,
+        self_replace_steps: float = 0.4,
+        self_replace_max_scale: float = 0.5,
+        blend_words=None,
+        blend_resolution: float = 0.25,
+        blend_threshold: float = 0.3,
+        blend_start: float = 0.2,
+        blend_places: Sequence[str] = ("down", "up"),
+        equalizer: Mapping[str, float] | None = None,
+        guidance_scale: float = 7.5,
+        num_inference_steps: int = 50,
+        reconstruction: bool = True,
+        name: str = "null_text_p2p",
+    ) -> None:
+        if inversion not in INVERSIONS:
+            raise UserInputError(
+                f"method.inversion={inversion!r} is not one of {', '.join(INVERSIONS)}"
+            )
+        if edit not in ("auto", "replace", "refine"):
+            raise UserInputError(f"method.edit={edit!r} is not one of auto, replace, refine")
+        self.inversion = inversion
+        self.target_prompts = list(target_prompts) if target_prompts else None
+        self.edit = edit
+        self.cross_replace_steps = (
+            dict(cross_replace_steps)
+            if isinstance(cross_replace_steps, Mapping)
+            else as_float_list(cross_replace_steps, "method.cross_replace_steps")[0]
+        )
+        self.self_replace_steps = as_float_list(self_replace_steps, "method.self_replace_steps")[0]
+        self.self_replace_max_scale = float(self_replace_max_scale)
+        self.blend_words = blend_words
+        self.blend = {
+            "resolution": float(blend_resolution),
+            "threshold": float(blend_threshold),
+            "start": float(blend_start),
+            "places": tuple(blend_places),
+        }
+        self.equalizer = dict(equalizer) if equalizer else None
+        self.guidance_scale = as_float_list(guidance_scale, "method.guidance_scale")[0]
+        self.num_inference_steps = as_int_list(num_inference_steps, "method.num_inference_steps")[0]
+        self.reconstruction = bool(reconstruction)
+        self.name = name
+
+    # ----------------------------------------------------------------------------- inversion
+    def invert(self, model, inputs: Inputs) -> InvertedImage:
+        """The inversion this edit starts from (artifact or computed now)."""
+        if self.inversion == "null_text":
+            if inputs.checkpoint_dir is None:
+                raise UserInputError(
+                    "method=null_text_p2p with inversion=null_text needs checkpoint_dir=D (the output_dir of `train.py stage=null_text`)"
+                )
+            expect = model_metadata(model)
+            if inputs.image is not None:
+                expect["image_sha256"] = inputs.image.sha256
+            if inputs.source_prompt:
+                expect["source_prompt"] = inputs.source_prompt
+            artifact = load_artifact(
+                inputs.checkpoint_dir / "null_text.safetensors",
+                "null_text",
+                expect=expect,
+                device=model.device,
+                hint=f"run `python train.py stage=null_text image=IMG source_prompt=S output_dir={inputs.checkpoint_dir}` first",
+            )
+            check_weights(artifact, model)
+            steps = int(artifact.metadata["num_inference_steps"])
+            schedule = make_schedule(model.scheduler, steps).to(model.device)
+            if not torch.equal(schedule.timesteps.cpu(), artifact["timesteps"].cpu()):
+                raise UserInputError(
+                    f"{artifact.path} was made with other DDIM timesteps than this model's scheduler gives"
+                )
+            return InvertedImage(
+                x_T=artifact["z_T"],
+                uncond=artifact["null_embeddings"],
+                schedule=schedule,
+                source_prompt=artifact.metadata["source_prompt"],
+                guidance_scale=float(artifact.metadata["guidance_scale"]),
+            )
+        if inputs.image is None:
+            raise UserInputError(
+                f"method.inversion={self.inversion} inverts at edit time: it needs image=PATH"
+            )
+        source = require_text(inputs.source_prompt, "source_prompt", allow_empty=True)
+        schedule = make_schedule(model.scheduler, self.num_inference_steps).to(model.device)
+        cond = model.encode_prompt([source], "source_prompt")
+        z0 = model.encode_image(inputs.image.pixels.to(model.device))
+        x_T = pivot(model, z0, cond, schedule, progress=True).x_T
+        uncond = cond if self.inversion == "negative_prompt" else model.encode_prompt([""])
+        return InvertedImage(x_T, uncond, schedule, source, self.guidance_scale)
+
+    # ---------------------------------------------------------------------------- controllers
+    def controller(self, model, prompts: list[str]):
+        """The Prompt-to-Prompt controller for [source, *edits] (all of one kind)."""
+        tokenizer = model.tokenizer
+        local_blend = None
+        if self.blend_words:
+            if self.blend_words == "auto":
+                words = [changed_words(prompts[0], p) for p in prompts[1:]]
+                source_words = sorted({w for src, _ in words for w in src})
+                entries = [source_words or None] + [tgt or None for _, tgt in words]
+            else:
+                entries = list(self.blend_words)
+            local_blend = LocalBlend(prompts, tokenizer, entries, **self.blend)
+        kwargs = {
+            "cross_replace_steps": self.cross_replace_steps,
+            "self_replace_steps": self.self_replace_steps,
+            "self_replace_max_scale": self.self_replace_max_scale,
+        }
+        replace = all(same_token_count(tokenizer, prompts[0], p) for p in prompts[1:])
+        if self.edit == "replace" or (self.edit == "auto" and replace):
+            base = AttentionReplace(prompts, tokenizer, local_blend=local_blend, **kwargs)
+        else:
+            base = AttentionRefine(prompts, tokenizer, local_blend=local_blend, **kwargs)
+        if self.equalizer:
+            return AttentionReweight(
+                prompts, tokenizer, self.equalizer, base=base, local_blend=local_blend, **kwargs
+            )
+        return base
+
+    def groups(self, model, source: str, targets: list[str]) -> list[list[str]]:
+        """Targets grouped by controller kind (one batch each; `auto` splits swaps from additions)."""
+        if self.edit != "auto":
+            return [targets]
+        swaps = [t for t in targets if same_token_count(model.tokenizer, source, t)]
+        others = [t for t in targets if t not in swaps]
+        return [g for g in (swaps, others) if g]
+
+    # ----------------------------------------------------------------------------------- edit
+    def __call__(self, model, inputs: Inputs) -> list[EditResult]:
+        targets = self.target_prompts or ([inputs.target_prompt] if inputs.target_prompt else [])
+        for k, t in enumerate(targets):
+            require_text(t, f"target prompt {k + 1}")
+        if not targets and not self.reconstruction:
+            raise UserInputError("give target_prompt=... (or method.target_prompts=[...]) to edit")
+        # 1. The inversion: z_T and the null embeddings (artifact or computed now).
+        inv = self.invert(model, inputs)
+        for t in targets:
+            model.encode_prompt([t], "target_prompt")  # refuses over-long prompts early
+        results: list[EditResult] = []
+        recon = None
+        # 2. One batched Prompt-to-Prompt run per controller kind: [source, *edits].
+        for group in self.groups(model, inv.source_prompt, targets):
+            prompts = [inv.source_prompt, *group]
+            latents = p2p_sample(
+                model,
+                inv.x_T,
+                prompts,
+                self.controller(model, prompts),
+                inv.schedule,
+                inv.guidance_scale,
+                inv.uncond,
+            )
+            images = model.decode(latents).clamp(-1, 1).cpu()
+            recon = images[0]
+            for prompt, image in zip(group, images[1:]):
+                results.append(self._result(image, prompt, prompt, inv))
+        # 3. The reconstruction (source prompt only) beside the edits.
+        if self.reconstruction:
+            if recon is None:
+                latents = p2p_sample(
+                    model,
+                    inv.x_T,
+                    [inv.source_prompt],
+                    None,
+                    inv.schedule,
+                    inv.guidance_scale,
+                    inv.uncond,
+                )
+                recon = model.decode(latents).clamp(-1, 1).cpu()[0]
+            results.append(self._result(recon, "reconstruction", inv.source_prompt, inv))
+        return results
+
+    def _result(self, image: Tensor, label: str, prompt: str, inv: InvertedImage) -> EditResult:
+        params = {
+            "method": self.name,
+            "inversion": self.inversion,
+            "prompt": prompt,
+            "source_prompt": inv.source_prompt,
+            "guidance_scale": inv.guidance_scale,
+            "num_inference_steps": len(inv.schedule),
+            "cross_replace_steps": self.cross_replace_steps,
+            "self_replace_steps": self.self_replace_steps,
+        }
+        return EditResult(image=image, label=f"{self.inversion}: {label}", params=params)

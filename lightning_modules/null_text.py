@@ -1,0 +1,161 @@
+"""`stage=null_text`: null-text inversion as a Lightning stage (manual optimisation).
+
+One Lightning training step per DDIM timestep, so the progress bar counts timesteps, the logger
+records each step's loss and inner iterations used, and a checkpoint taken between steps resumes
+exactly (the pivot, the trajectory so far and the null embeddings are part of it). The algorithm
+itself is `editing.null_text` (Lightning-free).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from editing.artifacts import make_metadata
+from editing.ddim import make_schedule
+from editing.errors import UserInputError, check_range, require_text
+from editing.inputs import Inputs
+from editing.models import DiffusionModel
+from editing.null_text import NullTextSettings, optimize_step, pivot
+from lightning_modules.base import StageModule
+
+
+class NullTextStage(StageModule):
+    """Invert one image with its source caption; exports z_T and the null embeddings.
+
+    Args:
+        model: the frozen base model.
+        inputs: image and source_prompt ("" allowed: the caption may be empty).
+        num_inference_steps: T, DDIM steps of the pivot and of later edits (50).
+        num_inner_steps: N, Adam steps per timestep (10).
+        guidance_scale: w the edits will use (7.5).
+        lr, lr_decay: lr (1 - i lr_decay) at step i (1e-2, 0.01).
+        early_stop, early_stop_epsilon, early_stop_slope: stop when loss < eps + i slope.
+        null_mode: "per_step" (the paper) or "global" (one embedding for every step: the paper's
+            ablation; the sequential sweep updates a single embedding and the final one is stored).
+    """
+
+    stage = "null_text"
+
+    def __init__(
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        name: str = "null_text",
+        num_inference_steps: int = 50,
+        num_inner_steps: int = 10,
+        guidance_scale: float = 7.5,
+        lr: float = 1e-2,
+        lr_decay: float = 0.01,
+        early_stop: bool = True,
+        early_stop_epsilon: float = 1e-5,
+        early_stop_slope: float = 2e-5,
+        null_mode: str = "per_step",
+        batch_size: int = 1,
+    ) -> None:
+        check_range(int(num_inference_steps), "stage.num_inference_steps", 1, 1000)
+        check_range(int(num_inner_steps), "stage.num_inner_steps", 0)
+        if null_mode not in ("per_step", "global"):
+            raise UserInputError(
+                f"stage.null_mode={null_mode!r} is not one of 'per_step', 'global'"
+            )
+        super().__init__(model, inputs, num_steps=int(num_inference_steps), batch_size=1)
+        if inputs.image is None:
+            raise UserInputError("stage=null_text needs image=PATH")
+        self.automatic_optimization = False
+        self.source_prompt = require_text(inputs.source_prompt, "source_prompt", allow_empty=True)
+        self.null_mode = null_mode
+        self.settings = NullTextSettings(
+            num_inner_steps=int(num_inner_steps),
+            guidance_scale=float(guidance_scale),
+            lr=float(lr),
+            lr_decay=float(lr_decay),
+            early_stop=bool(early_stop),
+            epsilon=float(early_stop_epsilon),
+            slope=float(early_stop_slope),
+        )
+        self.schedule = make_schedule(model.scheduler, self.num_steps)
+        n, shape = self.num_steps, model.latent_shape
+        cond = model.encode_prompt([self.source_prompt], "source_prompt")
+        self.register_buffer("cond", cond)
+        self.register_buffer("image_pixels", inputs.image.pixels.clone(), persistent=False)
+        # Resumable state: the pivot, the optimised trajectory so far, the embeddings found.
+        self.register_buffer("pivot_latents", torch.zeros(n + 1, 1, *shape))
+        self.register_buffer("pivot_ready", torch.tensor(False))
+        self.register_buffer("z_bar", torch.zeros(1, *shape))
+        self.register_buffer("null_embeddings", torch.zeros(n, *cond.shape[1:]))
+        self.register_buffer("inner_steps", torch.zeros(n, dtype=torch.int64))
+        self.register_buffer("losses", torch.zeros(n))
+        self.null = nn.Parameter(model.encode_prompt([""]).clone())
+
+    @property
+    def trainer_max_steps(self) -> int:
+        # Lightning counts optimizer steps (up to N per timestep): the T-step stream bounds the run.
+        return -1
+
+    def configure_optimizers(self):
+        return torch.optim.Adam([self.null], lr=self.settings.lr)
+
+    def on_fit_start(self) -> None:
+        self.schedule = self.schedule.to(self.device)
+        if bool(self.pivot_ready):  # resumed: the pivot and trajectory come from the checkpoint
+            return
+        with self.trainer.precision_plugin.forward_context(), torch.no_grad():
+            z0 = self.model.encode_image(self.image_pixels.to(self.device))
+            inversion = pivot(self.model, z0, self.cond, self.schedule)
+        self.pivot_latents.copy_(inversion.latents)
+        self.z_bar.copy_(inversion.x_T)
+        self.pivot_ready.fill_(True)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        i = int(batch["step"])
+        target = self.pivot_latents[self.num_steps - 1 - i]  # z*_{t-1} of sampling step i
+        result = optimize_step(
+            self.model,
+            i,
+            self.schedule,
+            self.z_bar,
+            target,
+            self.cond,
+            self.null,
+            self.optimizers(),
+            self.settings,
+            backward=self.manual_backward,
+        )
+        self.z_bar.copy_(result.z_prev)
+        self.null_embeddings[i] = self.null.detach()[0]
+        self.inner_steps[i] = result.inner_steps
+        self.losses[i] = result.loss
+        self.log("loss", result.loss, prog_bar=True)
+        self.log("inner_steps", float(result.inner_steps), prog_bar=True)
+
+    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+        nulls = self.null_embeddings if self.null_mode == "per_step" else self.null.detach()
+        tensors = {
+            "z_T": self.pivot_latents[-1].float(),
+            "null_embeddings": nulls.float(),
+            "timesteps": self.schedule.timesteps.cpu(),
+            "inner_steps": self.inner_steps.cpu(),
+            "losses": self.losses.cpu(),
+        }
+        s = self.settings
+        metadata = make_metadata(
+            self.stage,
+            self.model,
+            hparams={
+                "num_inner_steps": s.num_inner_steps,
+                "lr": s.lr,
+                "lr_decay": s.lr_decay,
+                "early_stop": s.early_stop,
+                "early_stop_epsilon": s.epsilon,
+                "early_stop_slope": s.slope,
+                "null_mode": self.null_mode,
+            },
+            image_sha256=self.inputs.image.sha256,
+            source_prompt=self.source_prompt,
+            num_inference_steps=self.num_steps,
+            guidance_scale=s.guidance_scale,
+            null_mode=self.null_mode,
+            scheduler=type(self.model.scheduler).__name__,
+        )
+        return tensors, metadata
