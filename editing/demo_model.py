@@ -51,7 +51,7 @@ def build_demo_model(
     The UNet works on 3-channel pixels with cross-attention at every level but the first (the
     32x32 level uses plain ResNet blocks: attention over 1024 positions costs most of a CPU step).
     """
-    from editing.world.scene import WORDS
+    from editing.world.vocabulary import WORDS
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

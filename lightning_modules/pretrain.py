@@ -70,6 +70,10 @@ class PretrainDemoStage(LightningModule):
         )
         self.ema.requires_grad_(False)
 
+    @property
+    def trainer_max_steps(self) -> int:
+        return self.num_steps
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         images: Tensor = batch["image"]
         captions = list(batch["caption"])
