@@ -27,11 +27,12 @@ def fit_stage(module, model, inputs, steps: int, precision: str = "32-true"):
         num_train_timesteps=model.num_train_timesteps,
         batch_size=module.batch_size,
         seed=inputs.seed,
+        num_steps=module.num_steps,
     )
     trainer = Trainer(
         accelerator="cpu",
         devices=1,
-        max_steps=steps,
+        max_steps=steps if module.trainer_max_steps > 0 else -1,
         max_epochs=1,
         precision=precision,
         logger=False,
