@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from editing.cli import run_cli
+from editing.cli import precheck, run_cli
 from editing.errors import UserInputError
 from editing.inputs import inputs_from_config
 
@@ -99,4 +100,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    precheck(Path(__file__).parent / "configs", "edit", sys.argv[1:])
     main()

@@ -12,12 +12,13 @@ Resume an interrupted stage with `resume=true` (from D/checkpoints/<stage>/last.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from editing.cli import run_cli
+from editing.cli import precheck, run_cli
 from editing.errors import UserInputError
 from editing.inputs import inputs_from_config
 
@@ -92,6 +93,7 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         max_steps=max_steps,
+        enable_checkpointing=every > 0,
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(output_dir),
@@ -124,7 +126,9 @@ def train(cfg: DictConfig) -> list[Path]:
         pl.seed_everything(int(cfg.seed), verbose=False)
         module = build_module(stage_cfg, model, inputs)
         datamodule = build_datamodule(stage_cfg, module, model, inputs)
-        trainer, export, timer = build_trainer(cfg, module.stage, module.trainer_max_steps, output_dir)
+        trainer, export, timer = build_trainer(
+            cfg, module.stage, module.trainer_max_steps, output_dir
+        )
         ckpt = output_dir / "checkpoints" / module.stage / "last.ckpt"
         ckpt_path = str(ckpt) if cfg.resume and ckpt.is_file() else None
         if cfg.resume and ckpt_path is None:
@@ -155,4 +159,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    precheck(Path(__file__).parent / "configs", "train", sys.argv[1:])
     main()

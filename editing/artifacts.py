@@ -89,6 +89,9 @@ def save_artifact(path: str | Path, tensors: dict[str, Tensor], metadata: dict[s
     os.close(fd)
     try:
         save_file(clean, tmp, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; artifacts are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
