@@ -21,12 +21,14 @@ class StepTimer(Callback):
     def __init__(self, warmup: int = 2) -> None:
         self.warmup = warmup
         self.times: list[float] = []
+        self.ends: list[float] = []
         self._t0 = 0.0
         self._fit_t0 = 0.0
         self.total = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.times.clear()
+        self.ends.clear()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self._fit_t0 = time.perf_counter()
@@ -39,8 +41,10 @@ class StepTimer(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        dt = time.perf_counter() - self._t0
+        now = time.perf_counter()
+        dt = now - self._t0
         self.times.append(dt)
+        self.ends.append(now)
         pl_module.log("step_seconds", dt, prog_bar=False, on_step=True, on_epoch=False)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -55,11 +59,17 @@ class StepTimer(Callback):
         )
 
     def summary(self) -> dict[str, float]:
+        """Median step time, and the mean wall time per step between the ends of consecutive
+        steps after warm-up: everything a step costs (data, logging, callbacks, checkpoints,
+        previews), which is what overhead measurements compare."""
         timed = self.times[self.warmup :] or self.times
         median = sorted(timed)[len(timed) // 2] if timed else float("nan")
+        ends = self.ends[self.warmup :]
+        wall = (ends[-1] - ends[0]) / (len(ends) - 1) if len(ends) > 1 else float("nan")
         return {
             "steps": len(self.times),
             "seconds_per_step": median,
+            "wall_seconds_per_step": wall,
             "total_seconds": self.total,
             "peak_memory_mb": peak_memory_mb(),
         }

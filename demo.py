@@ -1,0 +1,205 @@
+"""`make demo`: every editing method on a shipped example image, offline, on a CPU.
+
+Runs Imagic (reduced step counts), null-text inversion + Prompt-to-Prompt, Direct Inversion and
+Blended Diffusion on `assets/examples/red_circle.png` with the project's demo model, writes each
+method's outputs under `demo_output/<method>/` and one labelled comparison grid
+`demo_output/comparison.png`, and prints where everything went and how long each step took.
+
+    python demo.py [--base-model demo|tiny] [--output demo_output] [--quick]
+
+`--quick` (used by the test suite) cuts every step count to a few iterations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent
+EXAMPLE = "red_circle"
+
+
+def _compose(name: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        return compose(config_name=name, overrides=overrides)
+
+
+def plan(
+    base_model: str, quick: bool, example: dict, out: Path
+) -> list[tuple[str, str, list[str]]]:
+    """(label, "train"/"edit", overrides) for every step of the demo, in order."""
+    image = str(REPO / "assets" / "examples" / example["image"])
+    mask = str(REPO / "assets" / "examples" / example["mask"])
+    source = example["source_prompt"]
+    colour_edit, shape_edit = example["target_prompts"][0], example["target_prompts"][1]
+    q = quick
+    train_common = [
+        f"base_model={base_model}",
+        "trainer=cpu",
+        "logger=none",
+        "callbacks=none",
+        f"image={image}",
+    ]
+    edit_common = [f"base_model={base_model}", f"image={image}"]
+    ckpt = out / "checkpoints"
+    return [
+        (
+            "imagic: optimise the embedding and fine-tune",
+            "train",
+            [
+                *train_common,
+                "stage=imagic",
+                f"target_prompt={shape_edit}",
+                f"output_dir={ckpt / 'imagic'}",
+                f"stage.embed.num_steps={3 if q else 150}",
+                "stage.embed.lr=1e-2",
+                f"stage.finetune.num_steps={3 if q else 250}",
+                "stage.finetune.lr=2e-4",
+            ],
+        ),
+        (
+            "imagic: interpolate and sample",
+            "edit",
+            [
+                *edit_common,
+                "method=imagic",
+                f"checkpoint_dir={ckpt / 'imagic'}",
+                f"output_dir={out / 'imagic'}",
+                "method.eta=[0.7,0.9]",
+                "method.seeds=[0,1]",
+                "method.guidance_scale=3",
+                f"method.num_inference_steps={3 if q else 50}",
+            ],
+        ),
+        (
+            "null-text inversion",
+            "train",
+            [
+                *train_common,
+                "stage=null_text",
+                f"source_prompt={source}",
+                f"output_dir={ckpt / 'null_text'}",
+                f"stage.num_inference_steps={3 if q else 50}",
+                f"stage.num_inner_steps={2 if q else 10}",
+            ],
+        ),
+        (
+            "prompt-to-prompt edit (colour swap, local blend)",
+            "edit",
+            [
+                *edit_common,
+                "method=null_text_p2p",
+                f"checkpoint_dir={ckpt / 'null_text'}",
+                f"output_dir={out / 'null_text_p2p'}",
+                f"target_prompt={colour_edit}",
+                "method.blend_words=auto",
+                "method.blend_resolution=0.5",
+            ],
+        ),
+        (
+            "direct inversion (colour swap, lambda sweep)",
+            "edit",
+            [
+                *edit_common,
+                "method=direct_inversion",
+                f"target_prompt={colour_edit}",
+                f"output_dir={out / 'direct_inversion'}",
+                "method.noise_lambda=[0.3,0.5]",
+                f"method.num_inversion_steps={3 if q else 50}",
+                f"method.num_inference_steps={3 if q else 50}",
+            ],
+        ),
+        (
+            "blended diffusion (shape inside the mask)",
+            "edit",
+            [
+                *edit_common,
+                "method=blended",
+                f"mask={mask}",
+                f"target_prompt={shape_edit}",
+                f"output_dir={out / 'blended'}",
+                *(
+                    [
+                        "method.num_steps=4",
+                        "method.skip_steps=1",
+                        "method.num_candidates=2",
+                        "method.num_augmentations=2",
+                    ]
+                    if q
+                    else []
+                ),
+            ],
+        ),
+    ]
+
+
+def comparison_grid(out: Path, image_path: Path) -> Path:
+    """input | each method's edit.png, labelled, as one PNG."""
+    from PIL import Image
+
+    from editing.outputs import make_grid
+
+    tiles, labels = [Image.open(image_path).convert("RGB")], ["input"]
+    for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
+        edit_png = out / method / "edit.png"
+        if edit_png.is_file():
+            tiles.append(Image.open(edit_png).convert("RGB"))
+            labels.append(method)
+    path = out / "comparison.png"
+    make_grid(tiles, labels).save(path)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--base-model", default="demo", help="demo (the shipped model) or tiny (random)"
+    )
+    parser.add_argument("--output", default="demo_output", type=Path)
+    parser.add_argument("--quick", action="store_true", help="a few steps each (tests)")
+    args = parser.parse_args(argv)
+
+    from edit import edit
+    from editing.cli import configure_logging
+    from editing.demo_model import DEMO_MODEL_DIR
+    from train import train
+
+    configure_logging()
+    base_model = args.base_model
+    if base_model == "demo" and not (DEMO_MODEL_DIR / "model_index.json").is_file():
+        print(
+            f"note: no demo model at {DEMO_MODEL_DIR}; running on base_model=tiny (random weights)"
+        )
+        base_model = "tiny"
+    examples = json.loads((REPO / "assets" / "examples" / "examples.json").read_text())
+    out = args.output.resolve()
+    timings = []
+    start = time.perf_counter()
+    for label, kind, overrides in plan(base_model, args.quick, examples[EXAMPLE], out):
+        t0 = time.perf_counter()
+        if kind == "train":
+            train(_compose("train", overrides))
+        else:
+            edit(_compose("edit", overrides))
+        timings.append((label, time.perf_counter() - t0))
+        print(f"[{time.perf_counter() - start:6.1f} s] {label}: {timings[-1][1]:.1f} s", flush=True)
+    grid = comparison_grid(out, REPO / "assets" / "examples" / examples[EXAMPLE]["image"])
+    print(f"\ndemo ({base_model} model) finished in {time.perf_counter() - start:.1f} s")
+    for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
+        print(f"  {method:18s} {out / method}")
+    print(f"  comparison grid    {grid}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
