@@ -77,7 +77,7 @@ def precheck(config_dir: Path, config_name: str, argv: list[str]) -> None:
 def configure_logging(level: int = logging.INFO) -> None:
     quiet_warnings()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "httpx", "urllib3"):
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "httpx", "urllib3", "open_clip", "root"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Libraries' own chatter ("weights not initialised from checkpoint", hub notices) stays quiet.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
