@@ -74,10 +74,17 @@ def precheck(config_dir: Path, config_name: str, argv: list[str]) -> None:
         fail(" ".join(text.split())[:300])
 
 
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Drop INFO chatter that libraries log through the root logger (open_clip's config notes)."""
+    return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     quiet_warnings()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
-    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "httpx", "urllib3", "open_clip", "root"):
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_libraries)
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Libraries' own chatter ("weights not initialised from checkpoint", hub notices) stays quiet.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
