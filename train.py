@@ -113,7 +113,7 @@ def train(cfg: DictConfig) -> list[Path]:
         from editing.images import check_image_file
 
         check_image_file(cfg.image)
-    model = hydra.utils.instantiate(cfg.base_model)
+    model = hydra.utils.instantiate(cfg.base_model) if cfg.get("base_model") is not None else None
     inputs = inputs_from_config(cfg, model)
     if inputs.checkpoint_dir is None:
         inputs.checkpoint_dir = inputs.output_dir
