@@ -50,7 +50,7 @@ def build_module(stage_cfg: DictConfig, model, inputs):
 def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
     from datamodules.single_image import SingleImageDataModule
 
-    if stage_cfg.get("datamodule") is not None:
+    if stage_cfg and stage_cfg.get("datamodule") is not None:
         return hydra.utils.instantiate(stage_cfg.datamodule)
     return SingleImageDataModule(
         image=inputs.image,

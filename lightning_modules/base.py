@@ -49,6 +49,22 @@ def make_optimizer(
     raise UserInputError(f"stage.optimizer={name!r} is not one of {', '.join(_OPTIMIZERS)}")
 
 
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, floor: float = 0.1
+) -> dict:
+    """Linear warm-up to the base lr, then cosine decay to `floor` x lr (a Lightning scheduler dict)."""
+    import math
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"scheduler": scheduler, "interval": "step"}
+
+
 class StageModule(LightningModule):
     """Base class of the per-image stages.
 

@@ -9,7 +9,6 @@ images keeps it usable on the noisy x0 predictions Blended Diffusion guides. Exp
 
 from __future__ import annotations
 
-import math
 import tempfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from torch import Tensor
 from editing.clip import ClipModel, build_clip, save_clip
 from editing.vocab import build_clip_tokenizer
 from editing.world.vocabulary import WORDS
+from lightning_modules.base import warmup_cosine
 
 
 def demo_clip(
@@ -119,17 +119,10 @@ class PretrainClipStage(LightningModule):
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.clip.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-
-        def schedule(step: int) -> float:
-            if step < self.warmup_steps:
-                return (step + 1) / self.warmup_steps
-            progress = min(
-                1.0, (step - self.warmup_steps) / max(1, self.num_steps - self.warmup_steps)
-            )
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
+        }
 
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / "clip"

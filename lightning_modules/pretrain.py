@@ -10,7 +10,6 @@ exported (a diffusers folder, `<output_dir>/model`).
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from torch import Tensor, nn
 from editing.inputs import Inputs
 from editing.models import DiffusionModel
 from editing.objectives import denoising_loss
+from lightning_modules.base import warmup_cosine
 
 
 class PretrainDemoStage(LightningModule):
@@ -101,17 +101,10 @@ class PretrainDemoStage(LightningModule):
     def configure_optimizers(self):
         params = list(self.model.unet.parameters()) + list(self.model.text_encoder.parameters())
         opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-
-        def schedule(step: int) -> float:
-            if step < self.warmup_steps:
-                return (step + 1) / self.warmup_steps
-            progress = min(
-                1.0, (step - self.warmup_steps) / max(1, self.num_steps - self.warmup_steps)
-            )
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
+        }
 
     def ema_model(self) -> DiffusionModel:
         """The model with the EMA weights (what is exported and evaluated)."""

@@ -18,17 +18,9 @@ def fit_stage(module, model, inputs, steps: int, precision: str = "32-true"):
     """Fit `module` for `steps` steps on the single-image datamodule, quietly, on CPU."""
     from lightning.pytorch import Trainer
 
-    from datamodules.single_image import SingleImageDataModule
+    from train import build_datamodule
 
-    dm = SingleImageDataModule(
-        image=inputs.image,
-        resolution=model.resolution,
-        noise_shape=model.latent_shape,
-        num_train_timesteps=model.num_train_timesteps,
-        batch_size=module.batch_size,
-        seed=inputs.seed,
-        num_steps=module.num_steps,
-    )
+    dm = build_datamodule({}, module, model, inputs)
     trainer = Trainer(
         accelerator="cpu",
         devices=1,
