@@ -9,6 +9,8 @@ Paper defaults for Stable Diffusion: A = Adam, 1000 steps, lr 2e-3; B = 1500 ste
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor, nn
 
@@ -160,6 +162,9 @@ class ImagicFinetuneStage(_ImagicStage):
         save_dtype: str = "float32",
         embed_artifact: str | None = None,
     ) -> None:
+        # Fine-tune a copy of the UNet: the base model object stays untouched for later use
+        # (an evaluation loop reuses it for the next image). Only the copy goes to the device.
+        model = model.with_unet(copy.deepcopy(model.unet))
         super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
         if finetune_mode not in ("full", "lora"):
             raise UserInputError(

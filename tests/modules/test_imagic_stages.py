@@ -70,7 +70,8 @@ def test_finetune_stage_changes_only_the_unet(image_path, tmp_path, mode):
     for name, state in frozen.items():
         assert _equal(state, _state(getattr(model, name))), f"{name} changed"
     assert torch.equal(stage.e_opt, e_opt)
-    after = _state(model.unet)
+    assert _equal(unet_before, _state(model.unet)), "the base model object must never be mutated"
+    after = _state(stage.model.unet)
     if mode == "full":
         assert not _equal(unet_before, after)
     else:  # base weights untouched, only LoRA tensors moved
@@ -108,7 +109,7 @@ def test_exported_weights_reproduce_the_trained_unet(image_path, tmp_path, mode)
     x = torch.randn(1, *model.latent_shape, generator=torch.Generator().manual_seed(0))
     t = torch.tensor([500])
     with torch.no_grad():
-        want = model.unet.eval()(x, t, encoder_hidden_states=stage.e_opt).sample
+        want = stage.model.unet.eval()(x, t, encoder_hidden_states=stage.e_opt).sample
         got = applied(x, t, encoder_hidden_states=stage.e_opt).sample
     if mode == "full":
         assert torch.equal(want, got)
