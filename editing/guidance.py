@@ -18,14 +18,15 @@ def classifier_free_guidance(eps_u: Tensor, eps_c: Tensor, w: float) -> Tensor:
 
 
 def guided_eps(
-    model, x_t: Tensor, t: Tensor | int, cond: Tensor, uncond: Tensor, w: float
+    model, x_t: Tensor, t: Tensor | int, cond: Tensor, uncond: Tensor, w: float | Tensor
 ) -> Tensor:
     """Guided eps for samples x_t [B, C, h, w] with text embeddings cond [B, L, D].
 
-    `uncond` is [B, L, D] or [1, L, D] (broadcast). With w == 1 only the conditional pass runs.
-    Unconditional and conditional passes share one UNet call ([uncond; cond] batch).
+    `uncond` is [B, L, D] or [1, L, D] (broadcast); `w` a float or a per-sample [B, 1, 1, 1]
+    tensor (sweeps). When every w is 1 only the conditional pass runs. Unconditional and
+    conditional passes share one UNet call ([uncond; cond] batch).
     """
-    if w == 1.0:
+    if bool(torch.as_tensor(w == 1.0).all()):
         return model.eps(x_t, t, cond)
     batch = x_t.shape[0]
     uncond = uncond.expand(batch, -1, -1) if uncond.shape[0] == 1 else uncond

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from editing.ddim import DDIMSchedule, ddim_step, make_schedule
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range, require_text
-from editing.guidance import classifier_free_guidance
+from editing.guidance import guided_eps
 from editing.inputs import Inputs
 from editing.inversion_cache import load_or_invert
 from editing.outputs import EditResult
@@ -104,15 +104,6 @@ def nearest_inversion_index(sampling_timesteps: Tensor, inversion_timesteps: Ten
     return distance.argmin(dim=1)
 
 
-def _cfg_eps(model, x: Tensor, t: Tensor, cond: Tensor, uncond: Tensor, w: Tensor) -> Tensor:
-    """eps_u + w (eps_c - eps_u) per row (w [B, 1, 1, 1]) with one UNet call on [uncond; cond];
-    only the conditional pass when every w is 1. x [B, C, h, w], cond and uncond [B, L, D]."""
-    if bool((w == 1).all()):
-        return model.eps(x, t, cond)
-    eps_u, eps_c = model.eps(torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
-    return classifier_free_guidance(eps_u, eps_c, w)
-
-
 @torch.no_grad()
 def direct_inversion_sample(
     model,
@@ -156,17 +147,17 @@ def direct_inversion_sample(
     for i, t, a_t, a_prev in steps:
         if not inject[i]:
             # 1a. No injection: the guided prediction eps_cfg alone.
-            eps = _cfg_eps(model, x, t, cond, uncond, w)
+            eps = guided_eps(model, x, t, cond, uncond, w)
         elif bool(needs_cfg.all()):
             # 1b. Noise merge (paper Sec. 3): eps = (1 - lambda) eps_cfg + lambda eps_inv[i].
-            eps = merge_noise(_cfg_eps(model, x, t, cond, uncond, w), eps_inv[i], lam, merge)
+            eps = merge_noise(guided_eps(model, x, t, cond, uncond, w), eps_inv[i], lam, merge)
         else:
             # 1c. The same merge, where lambda = 1 rows take eps_inv[i] alone (no UNet call is
             #     spent on them; the merge formula gives exactly eps_inv[i] there).
             eps = eps_inv[i].expand_as(x).clone()
             if bool(needs_cfg.any()):
                 r = needs_cfg
-                eps_cfg = _cfg_eps(model, x[r], t, cond[r], uncond[r], w[r])
+                eps_cfg = guided_eps(model, x[r], t, cond[r], uncond[r], w[r])
                 eps[r] = merge_noise(eps_cfg, eps_inv[i], lam[r], merge)
         # 2. Deterministic DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma = 0).
         x = ddim_step(x, eps, a_t, a_prev)
