@@ -126,15 +126,16 @@ def plan(
                 f"mask={mask}",
                 f"target_prompt={shape_edit}",
                 f"output_dir={out / 'blended'}",
+                "method.text_condition=true",
                 *(
                     [
-                        "method.num_steps=4",
-                        "method.skip_steps=1",
+                        "method.num_timesteps=4",
+                        "method.skip_timesteps=1",
                         "method.num_candidates=2",
                         "method.num_augmentations=2",
                     ]
                     if q
-                    else []
+                    else ["method.num_candidates=8", "method.num_augmentations=8"]
                 ),
             ],
         ),
