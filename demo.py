@@ -101,7 +101,7 @@ def plan(
                 f"output_dir={out / 'null_text_p2p'}",
                 f"target_prompt={colour_edit}",
                 "method.blend_words=auto",
-                "method.blend_resolution=0.5",
+                f"method.blend_resolution={0.5 if base_model == 'demo' else 1.0}",
             ],
         ),
         (
@@ -122,23 +122,33 @@ def plan(
             "edit",
             [
                 *edit_common,
-                "method=blended",
                 f"mask={mask}",
                 f"target_prompt={shape_edit}",
                 f"output_dir={out / 'blended'}",
-                "method.text_condition=true",
-                *(
-                    [
-                        "method.num_timesteps=4",
-                        "method.skip_timesteps=1",
-                        "method.num_candidates=2",
-                        "method.num_augmentations=2",
-                    ]
-                    if q
-                    else ["method.num_candidates=8", "method.num_augmentations=8"]
-                ),
+                *blended_settings(base_model, q),
             ],
         ),
+    ]
+
+
+def blended_settings(base_model: str, quick: bool) -> list[str]:
+    """Pixel Blended Diffusion (CLIP-guided) for the pixel demo model; Blended Latent Diffusion
+    for latent models (the tiny fallback)."""
+    if base_model == "demo":
+        steps = ["method.num_timesteps=4", "method.skip_timesteps=1"] if quick else []
+        count = 2 if quick else 8
+        return [
+            "method=blended",
+            "method.text_condition=true",
+            f"method.num_candidates={count}",
+            f"method.num_augmentations={count}",
+            *steps,
+        ]
+    steps = 3 if quick else 50
+    return [
+        "method=blended_latent",
+        f"method.num_inference_steps={steps}",
+        "method.num_candidates=2",
     ]
 
 

@@ -1,0 +1,16 @@
+"""`make demo`'s pipeline at reduced steps: every method runs and the comparison grid is written."""
+
+from __future__ import annotations
+
+import demo
+
+
+def test_demo_pipeline_quick(tmp_path, capsys):
+    assert demo.main(["--base-model", "tiny", "--quick", "--output", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
+        assert (out / method / "edit.png").is_file(), method
+        assert (out / method / "grid.png").is_file(), method
+    assert (out / "comparison.png").is_file()
+    printed = capsys.readouterr().out
+    assert "comparison grid" in printed and "finished in" in printed
