@@ -73,7 +73,8 @@ def model_for(arch: str, resolution: int | None = None) -> DiffusionModel:
     if arch in ("tiny", "tiny_pixel"):
         from editing.tiny import build_tiny_model
 
-        return build_tiny_model(resolution=resolution or 32, latent=arch == "tiny")
+        default = 32 if arch == "tiny" else 16  # as configs/base_model/tiny*.yaml
+        return build_tiny_model(resolution=resolution or default, latent=arch == "tiny")
     if arch == "demo":
         from editing.demo_model import build_demo_model
 

@@ -1,0 +1,97 @@
+"""Each benchmark's main() runs on the tiny models with minimal counts and returns rows of finite
+numbers; the report's table, steps/s and Markdown are built from such rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from benchmarks.common import Row
+
+
+def _check(rows: list[Row], names: set[str]) -> None:
+    assert rows and names <= {r.benchmark for r in rows}
+    for r in rows:
+        assert math.isfinite(r.seconds) and r.seconds > 0, r
+        for key, value in r.extra.items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (r.benchmark, key, value)
+
+
+def test_null_text_benchmark(tmp_path):
+    from benchmarks import null_text
+
+    argv = ["--quick", "--device", "cpu", "--steps", "2", "--inner", "2", "--json"]
+    rows = null_text.main([*argv, str(tmp_path / "rows.json")])
+    _check(
+        rows,
+        {
+            "null-text inversion",
+            "null-text UNet calls alone",
+            "null-text stage (Lightning)",
+            "null-text P2P edit",
+        },
+    )
+    full = rows[0]
+    assert full.extra["inner_used"] == 4 and "overhead_pct" in full.extra
+    assert (tmp_path / "rows.json").is_file()
+
+
+def test_direct_inversion_benchmark():
+    from benchmarks import direct_inversion
+
+    argv = ["--quick", "--device", "cpu", "--inversion-steps", "2", "--inference-steps", "2"]
+    rows = direct_inversion.main(argv)
+    _check(rows, {"direct inversion edit", "direct inversion sweep"})
+    sweep = next(r for r in rows if r.benchmark == "direct inversion sweep")
+    assert sweep.extra["k_singles_s"] > 0
+
+
+def test_blended_benchmark():
+    from benchmarks import blended
+
+    argv = ["--quick", "--device", "cpu", "--latent-steps", "2", "--pixel-steps", "3"]
+    rows = blended.main([*argv, "--skip", "1", "--augmentations", "2"])
+    _check(rows, {"blended latent", "blended latent ranked", "blended pixel ranked"})
+    pixel = next(r for r in rows if r.benchmark == "blended pixel ranked")
+    assert pixel.extra["steps"] == 2 and pixel.extra["per_candidate_s"] > 0
+
+
+@pytest.mark.slow
+def test_imagic_benchmark():
+    from benchmarks import imagic
+
+    _check(imagic.main(["--device", "cpu", "--steps", "4"]), {"imagic embed"})
+
+
+def test_report_table_steps_per_second_and_markdown():
+    from benchmarks.report import Run, benchmark_argv, markdown, steps_per_second, table_lines
+
+    rows = [
+        Row("a", "tiny cpu", 0.5, "s/step", 10.0, {}),
+        Row("b", "tiny cpu", 2.0, "s", float("nan"), {"steps": 8, "overhead_pct": 3.0}),
+        Row("c", "tiny cpu", 4.0, "s", 1.0, {"steps": "1000+1500"}),
+        Row("d", "tiny cpu", 1.0, "s", 1.0, {}),
+    ]
+    assert steps_per_second(rows[0]) == 2.0 and steps_per_second(rows[1]) == 4.0
+    assert steps_per_second(rows[2]) == 625.0 and math.isnan(steps_per_second(rows[3]))
+    ok = Run("null_text", "cpu", ["--arch", "tiny"], 0, "m", 1.0, rows)
+    failed = Run("blended", "cpu", ["--arch", "tiny"], 1)
+    lines = table_lines([ok, failed])
+    assert len(lines) == 1 + 4 + 1 and "FAILED" in lines[-1]
+    text = markdown([ok, failed], {"command": "c", "date": "d", "git": "g", "machine": "M"})
+    assert "Machine: M." in text and "`python -m benchmarks.null_text --arch tiny`" in text
+    assert "| b | tiny cpu | 2 | s | 4 | - | steps=8, overhead_pct=3 |" in text
+    assert benchmark_argv("blended", "cuda", False) == ["--arch", "sd15", "--device", "cuda"]
+    assert "--quick" in benchmark_argv("null_text", "cpu", True)
+
+
+@pytest.mark.slow
+def test_report_runs_every_benchmark_quick(tmp_path):
+    from benchmarks import report
+
+    out = tmp_path / "report.md"
+    rows = report.main(["--device", "cpu", "--quick", "--markdown", str(out)])
+    assert {r.benchmark for r in rows} >= {"imagic embed", "null-text inversion", "blended latent"}
+    assert "python -m benchmarks.blended --arch tiny --device cpu --quick" in out.read_text()
