@@ -95,7 +95,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _resize_crop(img: Image.Image, resolution: int, resample: int) -> Image.Image:
+def resize_crop(img: Image.Image, resolution: int, resample: int) -> Image.Image:
     w, h = img.size
     scale = resolution / min(w, h)
     new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
@@ -123,7 +123,7 @@ def load_image(path: str | Path, resolution: int, what: str = "image") -> Loaded
         )
     if original[0] != original[1]:
         log.info("%s %s is not square (%dx%d): centre-cropping", what, path, *original)
-    rgb = _resize_crop(to_rgb(img), resolution, Image.Resampling.BICUBIC)
+    rgb = resize_crop(to_rgb(img), resolution, Image.Resampling.BICUBIC)
     return from_uint8(np.asarray(rgb), str(path), original)
 
 
@@ -156,7 +156,7 @@ def load_mask(
         gray = img.getchannel("A")
     else:
         gray = to_rgb(img).convert("L")
-    gray = _resize_crop(gray, resolution, Image.Resampling.NEAREST)
+    gray = resize_crop(gray, resolution, Image.Resampling.NEAREST)
     values = np.asarray(gray, dtype=np.float32) / 255.0
     return torch.from_numpy((values > threshold).astype(np.float32))[None, None]
 
