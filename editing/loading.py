@@ -10,6 +10,10 @@ Resolution order for `path`:
    folder or a cached hub id), so nothing is fetched;
 3. `owner/name`: a hub id, resolved through the local hub cache (`HF_HOME`); with
    `HF_HUB_OFFLINE=1` or no network a missing model is one clear error saying where to put it.
+
+A pixel cascade's super-resolution stage (`sr_path`, e.g. DeepFloyd IF-II) is a folder or hub id
+with `unet/`, `scheduler/` and optionally `image_noising_scheduler/`; it shares the base model's
+text encoder (`load_sr_folder`, `save_sr_model`).
 """
 
 from __future__ import annotations
@@ -44,12 +48,17 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def resolve_hub_id(repo_id: str, revision: str | None = None) -> Path:
-    """The local snapshot folder of a hub model, downloading only when online mode allows it."""
+def resolve_hub_id(repo_id: str, revision: str | None = None, configs_only: bool = False) -> Path:
+    """The local snapshot folder of a hub model, downloading only when online mode allows it.
+
+    `configs_only` fetches just the component configs and tokenizer files (what a single-file
+    checkpoint needs from its model family), never the weights.
+    """
     from huggingface_hub import constants, snapshot_download
 
-    patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "*/*.json", "*/*.txt", "*/*.model"]
-    patterns += ["*/*.safetensors"]
+    patterns = ["*.json", "*.txt", "*.model", "*/*.json", "*/*.txt", "*/*.model"]
+    if not configs_only:
+        patterns += ["*.safetensors", "*/*.safetensors"]
     try:
         return Path(
             snapshot_download(
@@ -162,7 +171,12 @@ def load_single_file(
             f"family: pass base_model.config=/path/to/a/diffusers/folder (or a cached hub id such "
             f"as stable-diffusion-v1-5/stable-diffusion-v1-5)"
         )
-    config_dir = Path(config) if Path(config).is_dir() else resolve_hub_id(config)
+    config_dir = (
+        Path(config) if Path(config).is_dir() else resolve_hub_id(config, configs_only=True)
+    )
+    what = (
+        f"could not load {file} as a Stable Diffusion checkpoint with the configs of {config_dir}"
+    )
     try:
         pipe = StableDiffusionPipeline.from_single_file(
             str(file),
@@ -175,10 +189,25 @@ def load_single_file(
     except UserInputError:
         raise
     except Exception as err:
+        reason = str(err)
+        if "meta tensor" in reason:  # diffusers leaves the weights a file lacks on the meta device
+            reason = (
+                "the file is missing weights of this architecture (an incomplete checkpoint, or "
+                "one of another model family)"
+            )
+        raise UserInputError(f"{what}: {reason}") from None
+    missing = [
+        f"{part}.{key}"
+        for part in ("unet", "vae", "text_encoder")
+        for key, tensor in getattr(pipe, part).state_dict(keep_vars=True).items()
+        if tensor.is_meta
+    ]
+    if missing:
+        more = ", ..." if len(missing) > 5 else ""
         raise UserInputError(
-            f"could not load {file} as a Stable Diffusion checkpoint with the configs of "
-            f"{config_dir}: {err}"
-        ) from None
+            f"{what}: the file is missing {len(missing)} weight(s) of this architecture "
+            f"({', '.join(missing[:5])}{more})"
+        )
     return DiffusionModel(
         pipe.unet,
         pipe.text_encoder,
@@ -198,6 +227,10 @@ def load_model(
     variant: str | None = None,
     revision: str | None = None,
     config: str | None = None,
+    sr_path: str | None = None,
+    sr_name: str | None = None,
+    sr_noise_level: int | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> DiffusionModel:
     """Load a base model from a local folder, a single checkpoint file or a (cached) hub id.
 
@@ -209,7 +242,39 @@ def load_model(
         variant: diffusers weight variant (e.g. "fp16") for folders and hub ids.
         revision: hub revision.
         config: for single files, the diffusers folder or hub id with the component configs.
+        sr_path: a super-resolution stage (folder or hub id) sharing this model's text encoder;
+            sr_name (default: its folder/hub name) and sr_noise_level (default: the folder's, else
+            250 as DeepFloyd IF-II) as for the base.
+        max_prompt_tokens: the tokenizer's padded length (DeepFloyd IF pads T5 prompts to 77,
+            its T5 tokenizer says 512).
     """
+    model = _load_base(path, name, resolution, dtype, variant, revision, config)
+    if max_prompt_tokens:
+        model.tokenizer.model_max_length = int(max_prompt_tokens)
+    if sr_path:
+        folder = _folder(sr_path, revision, "base_model.sr_path")
+        model.sr = load_sr_folder(
+            folder, model, sr_name or _display_name(sr_path), dtype, variant, sr_noise_level
+        )
+    return model
+
+
+def _display_name(path: str) -> str:
+    p = Path(os.path.expanduser(str(path)))
+    return p.name if p.exists() else str(path)
+
+
+def _folder(path: str, revision: str | None, what: str) -> Path:
+    """A local folder or a cached hub id as a folder (for components that are never single files)."""
+    p = Path(os.path.expanduser(str(path)))
+    if p.is_dir():
+        return p
+    if _HUB_ID.match(str(path)) and not str(path).startswith((".", "/", "~")):
+        return resolve_hub_id(str(path), revision)
+    raise UserInputError(f"{what}={path!r} is not a folder or a hub id")
+
+
+def _load_base(path, name, resolution, dtype, variant, revision, config) -> DiffusionModel:
     if not path:
         raise UserInputError(
             "base_model.path is empty: give a diffusers folder, a hub id or a file"
@@ -227,6 +292,68 @@ def load_model(
     raise UserInputError(
         f"base_model.path={path!r} does not exist (not a folder, a checkpoint file or a hub id)"
     )
+
+
+def load_sr_folder(
+    folder: Path,
+    base: DiffusionModel,
+    name: str,
+    dtype: str = "float32",
+    variant: str | None = None,
+    noise_level: int | None = None,
+):
+    """A frozen `SuperResolutionModel` from a folder with unet/, scheduler/ (and optionally
+    image_noising_scheduler/; default: the scheduler), checked against `base`'s text encoder."""
+    from editing.cascade import SuperResolutionModel
+
+    missing = [c for c in ("unet", "scheduler") if not (folder / c).is_dir()]
+    if missing:
+        raise UserInputError(
+            f"{folder} is not a super-resolution model folder (missing {', '.join(missing)}/)"
+        )
+    unet_cls = _component_class(folder, "unet", ("diffusers", "UNet2DConditionModel"))
+    unet = unet_cls.from_pretrained(
+        folder, subfolder="unet", torch_dtype=_dtype(dtype), variant=variant
+    )
+    text = base.text_encoder.config
+    width = getattr(text, "d_model", None) or text.hidden_size
+    wants = unet.config.encoder_hid_dim or unet.config.cross_attention_dim
+    if int(wants) != int(width):
+        raise UserInputError(
+            f"super-resolution UNet in {folder} takes text embeddings of width {wants}, the base "
+            f"model's text encoder gives {width}: the SR stage must share the base's text encoder"
+        )
+    noise_scheduler = None
+    if (folder / "image_noising_scheduler").is_dir():
+        cls = _component_class(folder, "image_noising_scheduler", ("diffusers", "DDPMScheduler"))
+        noise_scheduler = cls.from_pretrained(folder, subfolder="image_noising_scheduler")
+    index = folder / "model_index.json"
+    stored = json.loads(index.read_text()).get("sr_noise_level") if index.is_file() else None
+    level = noise_level if noise_level is not None else (stored if stored is not None else 250)
+    sr = SuperResolutionModel(
+        unet, load_scheduler(folder), noise_scheduler, name=name, noise_level=int(level)
+    )
+    return sr.freeze()
+
+
+def save_sr_model(sr, folder: str | Path) -> Path:
+    """Write a `SuperResolutionModel` as a folder that `load_sr_folder` reads back."""
+    import diffusers
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index: dict[str, object] = {
+        "_class_name": "SuperResolutionModel",
+        "_diffusers_version": diffusers.__version__,
+        "sr_noise_level": sr.noise_level,
+    }
+    parts = {"unet": sr.unet, "scheduler": sr.scheduler}
+    parts["image_noising_scheduler"] = sr.noise_scheduler
+    for component, obj in parts.items():
+        obj.save_pretrained(folder / component)
+        index[component] = [type(obj).__module__.split(".")[0], type(obj).__name__]
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    return folder
 
 
 def save_model(model: DiffusionModel, folder: str | Path) -> Path:
