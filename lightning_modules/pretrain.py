@@ -145,3 +145,23 @@ class PretrainDemoStage(LightningModule):
             3.0,
         )
         return [(p[:24], img) for p, img in zip(prompts, model.decode(x).clamp(-1, 1).cpu())]
+
+
+def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
+    """Write the EMA model of a `stage=pretrain_demo` Lightning checkpoint as a diffusers folder
+    (`<output_dir>/model`): evaluate or ship an intermediate checkpoint.
+
+        python -m lightning_modules.pretrain runs/demo/checkpoints/pretrain_demo/last.ckpt OUT
+    """
+    from editing.demo_model import build_demo_model
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    stage = PretrainDemoStage(build_demo_model())
+    stage.load_state_dict(state["state_dict"])
+    return stage.export(output_dir)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(export_checkpoint(sys.argv[1], sys.argv[2]))
