@@ -58,6 +58,9 @@ class DiffusionModel(nn.Module):
         name: the model's identity for artifacts ("sd15", "demo", "tiny-seed0", ...).
         resolution: the image size the model works at (pixels); default from the UNet config.
         text_attention_mask: pass the tokenizer's attention mask to the text encoder (T5 models).
+        sr: the optional super-resolution stage of a pixel cascade (DeepFloyd IF stage II, see
+            `editing.cascade.SuperResolutionModel`); it shares this model's text encoder. It is not
+            part of `identity`: artifacts made with it record its own identity (`sr_metadata`).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class DiffusionModel(nn.Module):
         name: str,
         resolution: int | None = None,
         text_attention_mask: bool = False,
+        sr: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.unet = unet
@@ -92,6 +96,7 @@ class DiffusionModel(nn.Module):
                 f"resolution {self.resolution} is not a multiple of the VAE factor {self.vae_scale_factor}"
             )
         self._identity: ModelIdentity | None = None
+        self.sr = sr
 
     # ----------------------------------------------------------------------------------- facts
     @property
@@ -262,7 +267,7 @@ class DiffusionModel(nn.Module):
 
     # ------------------------------------------------------------------------------- variants
     def with_unet(self, unet: nn.Module) -> DiffusionModel:
-        """A model that shares every component with this one except the UNet.
+        """A model that shares every component with this one (the SR stage too) except the UNet.
 
         Editors apply fine-tuned weights this way, so the base model object is never mutated.
         """
@@ -275,6 +280,7 @@ class DiffusionModel(nn.Module):
             name=self.name,
             resolution=self.resolution,
             text_attention_mask=self.text_attention_mask,
+            sr=self.sr,
         )
         other._identity = self.identity
         return other.to(self.device)

@@ -26,6 +26,9 @@ to its own (ties go to the noisier one), and the reverse process starts at the l
 has (the inversion's first timestep): sampling timesteps at or above it are replaced by it, so with
 more inference than inversion steps the unreachable top steps are skipped (logged). With equal
 counts the two schedules are identical.
+
+On a pixel cascade the edit runs on the base stage and every result is then super-resolved with the
+target text by the pretrained SR stage (`editing.cascade.super_resolve_results`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import logging
 import torch
 from torch import Tensor
 
+from editing.cascade import super_resolve_results
 from editing.ddim import DDIMSchedule, ddim_step, make_schedule
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range, require_text
 from editing.guidance import guided_eps
@@ -318,4 +322,5 @@ class DirectInversionEditor:
             for (lam, w, seed), image in zip(chunk, images):
                 label = f"lambda={lam:g} w={w:g}" + ("" if seed is None else f" seed={seed}")
                 results.append(EditResult(image, label, self._params(target, lam, w, seed)))
-        return results
+        # 6. Cascades: each result super-resolved with the target text.
+        return super_resolve_results(model, results, inputs.seed)

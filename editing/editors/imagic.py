@@ -9,6 +9,11 @@ model conditioned on
 for each requested eta (eta = 0 reconstructs the input, eta = 1 is the target text alone, eta > 1
 extrapolates as the public ports allow) and each seed. Results vary with the seed; the paper shows
 several and lets the user pick.
+
+On a pixel cascade (`model.sr`, e.g. DeepFloyd IF) the base sample is then super-resolved with
+e_tgt, not e_bar (the paper, on Imagen), by the SR stage fine-tuned on the input
+(`imagic_sr_finetune` artifact; `method.sr=finetuned`, the default there), the pretrained one
+(`pretrained`), or not at all (`none`: the base output upsampled bicubically to the SR resolution).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 from torch import Tensor
 
 from editing.artifacts import Artifact, check_weights, load_artifact, model_metadata
+from editing.cascade import SR_CHOICES, require_sr, sr_metadata, super_resolve, upscale_output
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range
 from editing.inputs import Inputs
 from editing.outputs import EditResult
@@ -79,6 +85,12 @@ class ImagicEditor:
         batch_size: samples per UNet batch.
         finetuned: use the fine-tuned UNet (imagic_finetune artifact); False samples the base
             model with the embedding artifact only (the paper's "no fine-tuning" ablation).
+        sr: cascades only: auto (= finetuned on a cascade, nothing otherwise) | finetuned (the
+            imagic_sr_finetune artifact) | pretrained | none (bicubic upsampling of the base output).
+        sr_num_inference_steps, sr_guidance_scale: the SR stage's DDIM steps and CFG weight
+            (IF-II defaults 50 and 4).
+        sr_noise_level: augmentation level of the low-res image (default: the fine-tune's for
+            sr=finetuned, the SR model's for pretrained).
     """
 
     def __init__(
@@ -89,6 +101,10 @@ class ImagicEditor:
         guidance_scale: float = 7.5,
         batch_size: int = 8,
         finetuned: bool = True,
+        sr: str = "auto",
+        sr_num_inference_steps: int = 50,
+        sr_guidance_scale: float = 4.0,
+        sr_noise_level: int | None = None,
         name: str = "imagic",
     ) -> None:
         self.etas = as_float_list(eta, "method.eta")
@@ -98,6 +114,17 @@ class ImagicEditor:
         self.guidance_scale = as_float_list(guidance_scale, "method.guidance_scale")[0]
         self.batch_size = max(1, int(batch_size))
         self.finetuned = bool(finetuned)
+        if sr not in SR_CHOICES:
+            raise UserInputError(f"method.sr={sr!r} is not one of {', '.join(SR_CHOICES)}")
+        self.sr = sr
+        self.sr_num_inference_steps = as_int_list(
+            sr_num_inference_steps, "method.sr_num_inference_steps"
+        )[0]
+        check_range(self.sr_num_inference_steps, "method.sr_num_inference_steps", 1, 1000)
+        self.sr_guidance_scale = as_float_list(sr_guidance_scale, "method.sr_guidance_scale")[0]
+        self.sr_noise_level = None
+        if sr_noise_level is not None:
+            self.sr_noise_level = as_int_list(sr_noise_level, "method.sr_noise_level")[0]
         self.name = name
 
     def load(self, model, inputs: Inputs) -> Artifact:
@@ -125,8 +152,41 @@ class ImagicEditor:
             )
         return artifact
 
+    def sr_stage(self, model, inputs: Inputs, artifact: Artifact):
+        """(mode, SR stage or None, noise level) of this edit; mode None for single-stage models.
+
+        sr=finetuned reads `imagic_sr_finetune.safetensors` and refuses one made with another SR
+        stage or base model, or for another image or target text than the base artifact.
+        """
+        if self.sr == "auto" and getattr(model, "sr", None) is None:
+            return None, None, None
+        mode = "finetuned" if self.sr == "auto" else self.sr
+        sr = require_sr(model, f"method.sr={mode}")
+        level = (
+            sr.noise_level if self.sr_noise_level is None else sr.check_level(self.sr_noise_level)
+        )
+        if mode != "finetuned":
+            return mode, (sr if mode == "pretrained" else None), level
+        identity = {k: v for k, v in sr_metadata(sr).items() if k != "sr_weights_hash"}
+        expect = {**model_metadata(model), **identity}
+        expect.update({k: artifact.metadata.get(k, "") for k in ("image_sha256", "target_prompt")})
+        tuned = load_artifact(
+            inputs.checkpoint_dir / "imagic_sr_finetune.safetensors",
+            "imagic_sr_finetune",
+            expect=expect,
+            hint=f"run `python train.py stage=imagic_sr_finetune output_dir={inputs.checkpoint_dir}"
+            " ...` (or stage=imagic_cascade for all stages), or edit with method.sr=pretrained",
+        )
+        if tuned.metadata.get("sr_weights_hash") != sr.identity.weights_hash:
+            log.warning("%s was made with other SR weights than these", tuned.path)
+        if self.sr_noise_level is None:
+            level = int(tuned.metadata["sr_noise_level"])
+        return mode, sr.with_unet(finetuned_unet(sr.unet, tuned.tensors, tuned.metadata)), level
+
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
         artifact = self.load(model, inputs)
+        # 0. The SR stage of a cascade (checked before any sampling).
+        sr_mode, sr, sr_level = self.sr_stage(model, inputs, artifact)
         # 1. The fine-tuned model: a copy of the base UNet with the artifact's weights.
         if self.finetuned and has_unet_weights(artifact.tensors):
             model = model.with_unet(finetuned_unet(model.unet, artifact.tensors, artifact.metadata))
@@ -142,7 +202,18 @@ class ImagicEditor:
             self.batch_size,
             progress=True,
         )
+        # 3. Cascades: super-resolve each sample with e_tgt (paper), or upsample it (sr=none).
+        if sr_mode is not None:
+            samples = self.super_resolve(model, sr, sr_mode, sr_level, artifact, samples)
         prompt = artifact.metadata.get("target_prompt", "")
+        extra = {"sr": "none", "sr_upsampling": "bicubic"} if sr_mode == "none" else {}
+        if sr_mode in ("finetuned", "pretrained"):
+            extra = {
+                "sr": sr_mode,
+                "sr_noise_level": sr_level,
+                "sr_num_inference_steps": self.sr_num_inference_steps,
+                "sr_guidance_scale": self.sr_guidance_scale,
+            }
         return [
             EditResult(
                 image=img,
@@ -154,7 +225,36 @@ class ImagicEditor:
                     "seed": seed,
                     "num_inference_steps": self.num_inference_steps,
                     "guidance_scale": self.guidance_scale,
+                    **extra,
                 },
             )
             for eta, seed, img in samples
         ]
+
+    def super_resolve(self, model, sr, mode, level, artifact, samples):
+        """Base samples [(eta, seed, [3, h, w])] -> the same at the SR resolution."""
+        if mode == "none":
+            return [
+                (eta, seed, upscale_output(img[None], model.sr.resolution)[0])
+                for eta, seed, img in samples
+            ]
+        e_tgt = artifact["e_tgt"]
+        uncond = model.encode_prompt([""])
+        out = []
+        for start in range(0, len(samples), self.batch_size):
+            chunk = samples[start : start + self.batch_size]
+            low = torch.stack([img for _, _, img in chunk])
+            seeds = [seed for _, seed, _ in chunk]
+            high = super_resolve(
+                sr,
+                low,
+                e_tgt,
+                uncond,
+                seeds,
+                self.sr_num_inference_steps,
+                self.sr_guidance_scale,
+                level,
+                progress=True,
+            )
+            out += [(eta, seed, img) for (eta, seed, _), img in zip(chunk, high)]
+        return out

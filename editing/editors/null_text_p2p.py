@@ -9,6 +9,10 @@ computed once for all of them. Inversions:
 - `ddim`: plain DDIM inversion (w = 1, source caption) with the "" embedding: the paper's lower bound;
 - `negative_prompt`: DDIM inversion with the source-prompt embedding as the null embedding at every
   step (Miyake et al. 2023), optimisation-free.
+On a pixel cascade the edit runs on the base stage and every result is then super-resolved with its
+own prompt by the pretrained SR stage (`editing.cascade.super_resolve_results`). Models whose
+attention is not plain softmax attention (DeepFloyd IF's joint self/cross "added KV" attention) are
+refused: Prompt-to-Prompt's maps are not defined there.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from torch import Tensor
 
 from editing.artifacts import check_weights, load_artifact, model_metadata
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
+from editing.attention.processor import STANDARD_PROCESSORS
+from editing.cascade import super_resolve_results
 from editing.ddim import DDIMSchedule, make_schedule
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError, as_float_list, as_int_list, require_text
@@ -197,6 +203,14 @@ class NullTextP2PEditor:
 
     # ----------------------------------------------------------------------------------- edit
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
+        processors = model.unet.attn_processors.values()
+        odd = {type(p).__name__ for p in processors if not isinstance(p, STANDARD_PROCESSORS)}
+        if odd:
+            raise UserInputError(
+                f"method={self.name} is not supported for base model {model.name!r}: its UNet uses "
+                f"{', '.join(sorted(odd))} attention, not the plain softmax attention "
+                f"Prompt-to-Prompt edits; use method=imagic or method=direct_inversion"
+            )
         targets = self.target_prompts or ([inputs.target_prompt] if inputs.target_prompt else [])
         for k, t in enumerate(targets):
             require_text(t, f"target prompt {k + 1}")
@@ -238,7 +252,8 @@ class NullTextP2PEditor:
                 )
                 recon = model.decode(latents).clamp(-1, 1).cpu()[0]
             results.append(self._result(recon, "reconstruction", inv.source_prompt, inv))
-        return results
+        # 4. Cascades: each result super-resolved with its own prompt.
+        return super_resolve_results(model, results, inputs.seed)
 
     def _result(self, image: Tensor, label: str, prompt: str, inv: InvertedImage) -> EditResult:
         params = {
