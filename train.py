@@ -89,6 +89,11 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
     logger = False
     if cfg.get("logger") is not None:
         logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir / "logs"), name=stage)
+    if max_steps < 0 < int(cfg.trainer.max_steps):
+        raise UserInputError(
+            f"trainer.max_steps counts optimizer steps, which stage={stage} takes several of per "
+            f"timestep: shorten it with its own settings (e.g. stage.num_inference_steps=4)"
+        )
     max_steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else max_steps
     trainer = hydra.utils.instantiate(
         cfg.trainer,

@@ -18,7 +18,17 @@ class ArtifactExport(Callback):
         self.path: Path | None = None
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        full_state = None
+        if isinstance(trainer.strategy, FSDPStrategy):
+            # Sharded weights: every rank takes part in gathering them; rank 0 receives them.
+            full_state = trainer.strategy.lightning_module_state_dict()
         if trainer.is_global_zero:
-            self.path = pl_module.export(self.output_dir)
+            self.path = (
+                pl_module.export(self.output_dir, full_state)
+                if full_state is not None
+                else pl_module.export(self.output_dir)
+            )
             log.info("wrote %s", self.path)
         trainer.strategy.barrier("artifact-export")

@@ -32,12 +32,13 @@ class EditPreview(Callback):
     def _render(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
         if not trainer.is_global_zero:
             return
-        was_training = pl_module.training
+        # Restore every submodule's own mode afterwards: frozen components stay in eval mode.
+        modes = [(m, m.training) for m in pl_module.modules()]
         pl_module.eval()
         with torch.no_grad():
             panels = pl_module.preview(self.num_inference_steps)
-        if was_training:
-            pl_module.train()
+        for module, training in modes:
+            module.train(training)
         if not panels:
             return
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "previews"

@@ -1,8 +1,8 @@
 """Image and mask loading, validation and preprocessing, shared by training and editing.
 
 Resize policy (documented in the README): an image is converted to 8-bit RGB explicitly
-(grayscale, palette, CMYK and 16-bit images are converted; an alpha channel is composited over
-white), its EXIF orientation is applied, its shorter side is resized to the model resolution with
+(grayscale, palette, CMYK and 16-bit images are converted; 32-bit integer pixels are read as 16-bit
+values, floating-point pixels must lie in [0, 1]; an alpha channel is composited over white), its EXIF orientation is applied, its shorter side is resized to the model resolution with
 antialiased bicubic filtering and the centre square is cropped. Images smaller than 8 px on a side
 or larger than 2^28 pixels are refused; images smaller than the model resolution are upscaled with a
 warning. Masks are read as luminance (or alpha, for RGBA masks with transparency), thresholded at
@@ -80,11 +80,19 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.uint16).astype(np.float32) / 257.0
         return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
-    if mode in ("I", "F"):
+    if mode == "I":  # 32-bit integer pixels: PIL's mode for 16-bit PNGs/TIFFs (0..65535)
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0, 0, 255)
-        return Image.fromarray(np.round(arr).astype(np.uint8), "L").convert("RGB")
+        if arr.min() < 0 or arr.max() > 65535:
+            raise UserInputError("32-bit integer image outside 0..65535: convert it to 8 or 16 bits")
+        return Image.fromarray(np.round(arr / 257.0).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":  # floating-point pixels: only the unambiguous [0, 1] range is accepted
+        arr = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise UserInputError(
+                "floating-point image with values outside [0, 1]: its range is ambiguous; "
+                "convert it to 8 or 16 bits"
+            )
+        return Image.fromarray(np.round(arr * 255.0).astype(np.uint8), "L").convert("RGB")
     if mode == "P":
         img = img.convert("RGBA")
         mode = "RGBA"

@@ -33,17 +33,25 @@ def add_lora(unet: nn.Module, rank: int, alpha: float | None, targets: tuple[str
 
 
 def export_unet_weights(
-    unet: nn.Module, mode: str, save_dtype: str = "float32", lora: dict | None = None
+    unet: nn.Module,
+    mode: str,
+    save_dtype: str = "float32",
+    lora: dict | None = None,
+    state_dict: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Tensors ("unet.*" or "lora.*") and metadata describing fine-tuned UNet weights."""
+    """Tensors ("unet.*" or "lora.*") and metadata describing fine-tuned UNet weights.
+
+    `state_dict` replaces `unet.state_dict()` when the weights were gathered elsewhere (FSDP).
+    """
+    state_dict = unet.state_dict() if state_dict is None else state_dict
     if mode == "full":
         dtype = _DTYPES[save_dtype]
-        tensors = {f"unet.{k}": v.detach().to(dtype) for k, v in unet.state_dict().items()}
+        tensors = {f"unet.{k}": v.detach().to(dtype) for k, v in state_dict.items()}
         return tensors, {"finetune_mode": "full", "save_dtype": save_dtype}
     if mode == "lora":
         from peft import get_peft_model_state_dict
 
-        state = get_peft_model_state_dict(unet)
+        state = get_peft_model_state_dict(unet, state_dict=state_dict)
         tensors = {f"lora.{k}": v.detach().float() for k, v in state.items()}
         return tensors, {"finetune_mode": "lora", "lora": json.dumps(lora or {}, sort_keys=True)}
     raise UserInputError(f"stage.finetune_mode={mode!r} is not one of 'full', 'lora'")

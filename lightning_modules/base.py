@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from editing.artifacts import save_artifact
+from editing.artifacts import model_metadata, save_artifact
 from editing.inputs import Inputs
 from editing.models import DiffusionModel
 
@@ -73,6 +73,9 @@ class StageModule(LightningModule):
     """
 
     stage: ClassVar[str] = ""
+    # Stages whose trained tensors are not UNet weights (one embedding, per-step null embeddings)
+    # gain nothing from sharding and would export sharded parameters: they refuse FSDP.
+    supports_fsdp: ClassVar[bool] = True
 
     def __init__(
         self, model: DiffusionModel, inputs: Inputs, num_steps: int, batch_size: int
@@ -91,24 +94,86 @@ class StageModule(LightningModule):
         own_buffers = {name for name, _ in self.named_buffers() if not name.startswith("model.")}
         return trained | own_buffers
 
+    def content_key(self) -> dict[str, str]:
+        """What this stage's state is made from. A checkpoint records it; resuming with other
+        content (another image, prompt, base model, seed) is refused instead of silently mixing
+        old optimisation state into a new artifact. Stages add their own structural settings."""
+        image = self.inputs.image
+        return {
+            "stage": self.stage,
+            **model_metadata(self.model),
+            "image_sha256": image.sha256 if image is not None else "",
+            "source_prompt": self.inputs.source_prompt,
+            "target_prompt": self.inputs.target_prompt,
+            "seed": str(self.inputs.seed),
+        }
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         keep = self._kept_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["content_key"] = self.content_key()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from editing.errors import UserInputError
+
+        saved, current = checkpoint.get("content_key"), self.content_key()
+        if saved is None:
+            raise UserInputError(
+                f"the checkpoint has no content key: it is not a {self.stage} checkpoint of this version"
+            )
+        differences = [
+            f"{k}: checkpoint has {saved.get(k)!r}, this run has {v!r}"
+            for k, v in current.items()
+            if saved.get(k) != v
+        ]
+        if differences:
+            raise UserInputError(
+                f"resume=true found a {self.stage} checkpoint made from other inputs "
+                f"({'; '.join(differences)}): use another output_dir or drop resume=true"
+            )
+
+    def setup(self, stage: str) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from editing.errors import UserInputError
+
+        if not self.supports_fsdp and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise UserInputError(
+                f"stage={self.stage} optimises a few small tensors: FSDP does not apply; "
+                f"use trainer=default, gpu or ddp"
+            )
+
+    @property
+    def steps_run(self) -> int:
+        """Optimisation steps actually taken (0 before fitting)."""
+        trainer = getattr(self, "_trainer", None)
+        return int(trainer.global_step) if trainer is not None else 0
+
+    @staticmethod
+    def unet_state(full_state: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
+        """The UNet's weights from a gathered LightningModule state dict (FSDP), else None."""
+        if full_state is None:
+            return None
+        prefix = "model.unet."
+        return {k[len(prefix) :]: v for k, v in full_state.items() if k.startswith(prefix)}
 
     @property
     def trainer_max_steps(self) -> int:
         """The Trainer's max_steps for this stage (-1: the data stream bounds the run)."""
         return self.num_steps
 
-    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
-        """(tensors, metadata) of this stage's result."""
+    def artifact(
+        self, full_state: dict[str, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """(tensors, metadata) of this stage's result. `full_state` is the gathered state dict of
+        a sharded (FSDP) run, where parameters read from the module would be shards."""
         raise NotImplementedError
 
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / f"{self.stage}.safetensors"
 
-    def export(self, output_dir: str | Path) -> Path:
-        tensors, metadata = self.artifact()
+    def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
+        tensors, metadata = self.artifact(full_state)
         return save_artifact(self.artifact_path(output_dir), tensors, metadata)
 
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:

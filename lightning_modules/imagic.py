@@ -10,6 +10,7 @@ Paper defaults for Stable Diffusion: A = Adam, 1000 steps, lr 2e-3; B = 1500 ste
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +77,7 @@ class _ImagicStage(StageModule):
             image_sha256=self.inputs.image.sha256,
             target_prompt=self.target_prompt,
             seed=self.inputs.seed,
+            steps_run=self.steps_run,
         )
 
 
@@ -92,6 +94,7 @@ class ImagicEmbedStage(_ImagicStage):
     """
 
     stage = "imagic_embed"
+    supports_fsdp = False
 
     def __init__(
         self,
@@ -115,7 +118,7 @@ class ImagicEmbedStage(_ImagicStage):
     def configure_optimizers(self):
         return make_optimizer(self.optimizer_name, [self.e_opt], self.lr)
 
-    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+    def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         tensors = {"e_tgt": self.e_tgt.detach().float(), "e_opt": self.e_opt.detach().float()}
         return tensors, self.metadata()
 
@@ -207,9 +210,18 @@ class ImagicFinetuneStage(_ImagicStage):
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
         return make_optimizer(self.optimizer_name, params, self.lr)
 
-    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+    def content_key(self) -> dict[str, str]:
+        # The embedding this fine-tune is conditioned on is part of what a checkpoint is made from.
+        e_opt = self.e_opt.detach().cpu().float().numpy().tobytes()
+        return {**super().content_key(), "e_opt_sha256": hashlib.sha256(e_opt).hexdigest()[:16]}
+
+    def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         weights, weight_meta = export_unet_weights(
-            self.model.unet, self.finetune_mode, self.save_dtype, self.lora
+            self.model.unet,
+            self.finetune_mode,
+            self.save_dtype,
+            self.lora,
+            state_dict=self.unet_state(full_state),
         )
         tensors = {"e_tgt": self.e_tgt.float(), "e_opt": self.e_opt.float(), **weights}
         metadata = self.metadata(

@@ -156,9 +156,13 @@ class ImagicSRFinetuneStage(StageModule):
         params = [p for p in self.model.unet.parameters() if p.requires_grad]
         return make_optimizer(self.optimizer_name, params, self.lr)
 
-    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+    def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         weights, weight_meta = export_unet_weights(
-            self.model.unet, self.finetune_mode, self.save_dtype, self.lora
+            self.model.unet,
+            self.finetune_mode,
+            self.save_dtype,
+            self.lora,
+            state_dict=self.unet_state(full_state),
         )
         hparams = {
             "lr": self.lr,
@@ -177,6 +181,7 @@ class ImagicSRFinetuneStage(StageModule):
             sr_image_sha256=self.high_sha256,
             target_prompt=self.target_prompt,
             seed=self.inputs.seed,
+            steps_run=self.steps_run,
             sr_noise_level=self.noise_level,
             **sr_metadata(self.model),
         )

@@ -36,6 +36,7 @@ class NullTextStage(StageModule):
     """
 
     stage = "null_text"
+    supports_fsdp = False
 
     def __init__(
         self,
@@ -86,12 +87,31 @@ class NullTextStage(StageModule):
         self.register_buffer("null_embeddings", torch.zeros(n, *cond.shape[1:]))
         self.register_buffer("inner_steps", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("losses", torch.zeros(n))
+        self.register_buffer("steps_done", torch.tensor(0))
         self.null = nn.Parameter(model.encode_prompt([""]).clone())
 
     @property
     def trainer_max_steps(self) -> int:
         # Lightning counts optimizer steps (up to N per timestep): the T-step stream bounds the run.
         return -1
+
+    def content_key(self) -> dict[str, str]:
+        s = self.settings
+        structure = {
+            "num_inference_steps": self.num_steps,
+            "guidance_scale": s.guidance_scale,
+            "null_mode": self.null_mode,
+        }
+        return {**super().content_key(), **{k: str(v) for k, v in structure.items()}}
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.trainer.world_size > 1:
+            # One trajectory: ranks would only repeat the same work, and per-rank early stopping
+            # could desynchronise their gradient all-reduces.
+            raise UserInputError(
+                "stage=null_text inverts one trajectory on one device: use trainer=default or trainer=gpu"
+            )
 
     def configure_optimizers(self):
         return torch.optim.Adam([self.null], lr=self.settings.lr)
@@ -126,10 +146,17 @@ class NullTextStage(StageModule):
         self.null_embeddings[i] = self.null.detach()[0]
         self.inner_steps[i] = result.inner_steps
         self.losses[i] = result.loss
+        self.steps_done.fill_(i + 1)
         self.log("loss", result.loss, prog_bar=True)
         self.log("inner_steps", float(result.inner_steps), prog_bar=True)
 
-    def artifact(self) -> tuple[dict[str, Tensor], dict[str, str]]:
+    def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
+        done = int(self.steps_done)
+        if done < self.num_steps:
+            raise UserInputError(
+                f"null-text inversion stopped after {done} of {self.num_steps} timesteps: no artifact "
+                f"written (rerun with resume=true to finish it)"
+            )
         nulls = self.null_embeddings if self.null_mode == "per_step" else self.null.detach()
         tensors = {
             "z_T": self.pivot_latents[-1].float(),
@@ -156,6 +183,7 @@ class NullTextStage(StageModule):
             num_inference_steps=self.num_steps,
             guidance_scale=s.guidance_scale,
             null_mode=self.null_mode,
+            steps_done=done,
             scheduler=type(self.model.scheduler).__name__,
         )
         return tensors, metadata

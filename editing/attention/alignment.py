@@ -62,8 +62,9 @@ def refinement_mapper(
             (0 where there is none).
         alphas: [length] bool: True where edited position j copies a source map, False where the
             edited prompt keeps its own map (tokens new to the edit).
-    Padding positions after the end token copy the source's padding in order (reference
-    behaviour), as far as the source has padding left.
+    Padding positions after the end token copy the source's padding in order, as far as the
+    source has padding left (the public reference maps padding position j to source position j,
+    which misaligns padding whenever the prompts differ in length).
     """
     mapper = torch.zeros(length, dtype=torch.int64)
     alphas = torch.zeros(length, dtype=torch.bool)

@@ -52,8 +52,10 @@ class AttentionEdit(AttentionController):
         self_replace_steps: window of steps where self-attention maps are the source's.
         self_replace_max_scale: largest self-attention map side injected, as a fraction of the
             latent side (reference: 0.5).
-        local_blend: optional `LocalBlend`, fed with the maps before they are edited (as in the
-            reference code) and applied after every DDIM step.
+        local_blend: optional `LocalBlend`, fed with the edited branches' own maps from before
+            the edit (the public reference stores the maps after editing them in place; before-edit
+            maps locate the new words where the edited branch itself puts them), applied after
+            every DDIM step.
     """
 
     def __init__(

@@ -140,6 +140,12 @@ class NullTextP2PEditor:
             )
             check_weights(artifact, model)
             steps = int(artifact.metadata["num_inference_steps"])
+            if artifact.metadata.get("steps_done") != str(steps):
+                raise UserInputError(
+                    f"{artifact.path} is an unfinished null-text inversion "
+                    f"({artifact.metadata.get('steps_done', '?')} of {steps} timesteps): rerun "
+                    f"`train.py stage=null_text ... resume=true` to finish it"
+                )
             schedule = make_schedule(model.scheduler, steps).to(model.device)
             if not torch.equal(schedule.timesteps.cpu(), artifact["timesteps"].cpu()):
                 raise UserInputError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from PIL import Image
 
 from editing.artifacts import load_artifact
 
-REPO_ROOT = __import__("conftest").REPO
+REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["base_model=tiny", "trainer=cpu", "callbacks=none", "logger=none"]
 
 
