@@ -73,6 +73,7 @@ class PretrainClipStage(LightningModule):
         lr, warmup_steps, weight_decay: AdamW with linear warm-up and cosine decay to 10 %.
         image_noise: max std of the Gaussian pixel noise added to training images ([0, 1] scale).
         arch: keyword arguments of `demo_clip`.
+        init_from: an open_clip folder (`save_clip` layout) to start from instead of random weights.
     """
 
     stage = "pretrain_clip"
@@ -89,6 +90,7 @@ class PretrainClipStage(LightningModule):
         weight_decay: float = 0.1,
         image_noise: float = 0.1,
         arch: dict | None = None,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         self.num_steps, self.batch_size = int(num_steps), int(batch_size)
@@ -99,6 +101,11 @@ class PretrainClipStage(LightningModule):
         )
         self.image_noise = float(image_noise)
         self.clip = demo_clip(**(arch or {}))
+        if init_from:  # continue from a saved CLIP (a second, lower-lr phase)
+            from editing.clip import load_clip
+
+            trained = load_clip(init_from)
+            self.clip.model.load_state_dict(trained.model.state_dict())
 
     @property
     def trainer_max_steps(self) -> int:
