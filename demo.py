@@ -101,7 +101,10 @@ def plan(
                 f"output_dir={out / 'null_text_p2p'}",
                 f"target_prompt={colour_edit}",
                 "method.blend_words=auto",
+                # LocalBlend on 16x16 maps with a 0.5 threshold: the demo model's 8x8 maps are too
+                # coarse and lower thresholds let the edit leak into the background.
                 f"method.blend_resolution={0.5 if base_model == 'demo' else 1.0}",
+                f"method.blend_threshold={0.5 if base_model == 'demo' else 0.3}",
             ],
         ),
         (
@@ -140,6 +143,8 @@ def blended_settings(base_model: str, quick: bool) -> list[str]:
         return [
             "method=blended",
             "method.text_condition=true",
+            # the shipped mask is the circle's own silhouette: a square needs a little more room
+            "method.dilate=3",
             f"method.num_candidates={count}",
             f"method.num_augmentations={count}",
             *steps,
