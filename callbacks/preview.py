@@ -30,7 +30,8 @@ class EditPreview(Callback):
         self.saved: list[Path] = []
 
     def _render(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
-        if not trainer.is_global_zero:
+        # Modules with nothing to preview (e.g. the CLIP pretraining) are skipped.
+        if not trainer.is_global_zero or not callable(getattr(pl_module, "preview", None)):
             return
         # Restore every submodule's own mode afterwards: frozen components stay in eval mode.
         modes = [(m, m.training) for m in pl_module.modules()]

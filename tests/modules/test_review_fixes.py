@@ -126,6 +126,20 @@ def test_preview_keeps_frozen_components_in_eval_mode(image_path, tmp_path):
     assert stage.training and not model.text_encoder.training
 
 
+def test_preview_skips_modules_without_previews(tmp_path):
+    # The CLIP pretraining has nothing to render; the default callbacks must not stop it.
+    from lightning.pytorch import LightningModule
+
+    from callbacks.preview import EditPreview
+
+    trainer = SimpleNamespace(
+        is_global_zero=True, log_dir=str(tmp_path), default_root_dir=str(tmp_path)
+    )
+    preview = EditPreview(every_n_steps=1, num_inference_steps=2)
+    preview._render(trainer, LightningModule(), 1)
+    assert preview.saved == [] and not (tmp_path / "previews").exists()
+
+
 def test_float_images_need_an_unambiguous_range(tmp_path):
     Image.fromarray(np.full((20, 20), 0.5, dtype=np.float32), "F").save(tmp_path / "ok.tiff")
     assert load_image(tmp_path / "ok.tiff", 16).pixels.abs().max() < 0.01  # 0.5 -> mid gray
