@@ -56,13 +56,10 @@ def plan(
             "train",
             [
                 *train_common,
-                "stage=imagic",
+                "stage=imagic_demo",
                 f"target_prompt={shape_edit}",
                 f"output_dir={ckpt / 'imagic'}",
-                f"stage.embed.num_steps={3 if q else 150}",
-                "stage.embed.lr=1e-2",
-                f"stage.finetune.num_steps={3 if q else 250}",
-                "stage.finetune.lr=2e-4",
+                *(["stage.embed.num_steps=3", "stage.finetune.num_steps=3"] if q else []),
             ],
         ),
         (
@@ -113,8 +110,11 @@ def plan(
             [
                 *edit_common,
                 "method=direct_inversion",
+                f"source_prompt={source}",
                 f"target_prompt={colour_edit}",
                 f"output_dir={out / 'direct_inversion'}",
+                # the demo model's unconditional branch is weak: invert with the caption
+                "method.invert_with_source=true",
                 "method.noise_lambda=[0.3,0.5]",
                 f"method.num_inversion_steps={3 if q else 50}",
                 f"method.num_inference_steps={3 if q else 50}",

@@ -191,6 +191,9 @@ class DirectInversionEditor:
             still steers the trajectory).
         seeds: with start=noise, one seed or a list (None: the top-level seed).
         inversion_prompt: the inversion's condition (reference: "").
+        invert_with_source: condition the inversion on `source_prompt` instead (a common variant:
+            on models with a weak unconditional branch, e.g. the demo model, the empty-prompt
+            inversion loses the layout and the edit moves the object).
         batch_size: samples per UNet batch (each sample is one CFG uncond/cond pair).
     Every (lambda, w[, seed]) combination shares one inversion; results are lambda-major.
     """
@@ -207,6 +210,7 @@ class DirectInversionEditor:
         start: str = "inverted",
         seeds=None,
         inversion_prompt: str = "",
+        invert_with_source: bool = False,
         batch_size: int = 8,
         name: str = STAGE,
     ) -> None:
@@ -238,16 +242,24 @@ class DirectInversionEditor:
                 "drop method.seeds or add method.start=noise"
             )
         self.inversion_prompt = require_text(inversion_prompt, "method.inversion_prompt", True)
+        self.invert_with_source = bool(invert_with_source)
+        if self.invert_with_source and self.inversion_prompt:
+            raise UserInputError(
+                "method.invert_with_source=true conditions the inversion on source_prompt; "
+                "drop method.inversion_prompt (or set invert_with_source=false)"
+            )
         self.batch_size = _one_int(batch_size, "method.batch_size", 1)
         self.name = name
 
-    def _params(self, target: str, lam: float, w: float, seed: int | None) -> dict:
+    def _params(
+        self, target: str, inversion_prompt: str, lam: float, w: float, seed: int | None
+    ) -> dict:
         params = {
             "method": self.name,
             "prompt": target,
             "noise_lambda": lam,
             "guidance_scale": w,
-            "inversion_prompt": self.inversion_prompt,
+            "inversion_prompt": inversion_prompt,
             "num_inversion_steps": self.num_inversion_steps,
             "num_inference_steps": self.num_inference_steps,
             "stop_step": self.stop_step,
@@ -261,13 +273,16 @@ class DirectInversionEditor:
         if inputs.image is None:
             raise UserInputError("method=direct_inversion needs image=PATH (the image to edit)")
         target = require_text(inputs.target_prompt, "target_prompt")
+        inversion_prompt = self.inversion_prompt
+        if self.invert_with_source:
+            inversion_prompt = require_text(inputs.source_prompt, "source_prompt")
         device = model.device
 
         # 1. DDIM inversion of z0 with eps_inv recorded (reused from checkpoint_dir if cached).
         record = load_or_invert(
             model,
             inputs.image,
-            self.inversion_prompt,
+            inversion_prompt,
             self.num_inversion_steps,
             inputs.checkpoint_dir,
             STAGE,
@@ -321,6 +336,6 @@ class DirectInversionEditor:
             images = model.decode(z0).clamp(-1, 1).cpu()
             for (lam, w, seed), image in zip(chunk, images):
                 label = f"lambda={lam:g} w={w:g}" + ("" if seed is None else f" seed={seed}")
-                results.append(EditResult(image, label, self._params(target, lam, w, seed)))
+                results.append(EditResult(image, label, self._params(target, inversion_prompt, lam, w, seed)))
         # 6. Cascades: each result super-resolved with the target text.
         return super_resolve_results(model, results, inputs.seed)

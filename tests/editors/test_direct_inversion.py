@@ -315,3 +315,21 @@ def test_edit_py_end_to_end(image_path, tmp_path):
     ]
     assert (out / "grid.png").is_file() and "direct_inversion" in (out / "config.yaml").read_text()
     assert (ckpt / f"{STAGE}.safetensors").is_file()
+
+
+def test_invert_with_source_conditions_the_inversion_on_the_source_prompt(
+    tiny_model, image_path
+):
+    image = load_image(image_path, tiny_model.resolution)
+    inputs = Inputs(image=image, source_prompt="a blue square", target_prompt="a red square")
+    by_source = editor(invert_with_source=True, noise_lambda=0.5)(tiny_model, inputs)
+    by_text = editor(inversion_prompt="a blue square", noise_lambda=0.5)(tiny_model, inputs)
+    by_empty = editor(noise_lambda=0.5)(tiny_model, inputs)
+    assert torch.equal(by_source[0].image, by_text[0].image)
+    assert not torch.equal(by_source[0].image, by_empty[0].image)
+    assert by_source[0].params["inversion_prompt"] == "a blue square"
+
+    with pytest.raises(UserInputError, match="source_prompt is empty"):
+        editor(invert_with_source=True)(tiny_model, Inputs(image=image, target_prompt="a cat"))
+    with pytest.raises(UserInputError, match="drop method.inversion_prompt"):
+        editor(invert_with_source=True, inversion_prompt="a photo")
