@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # pip from fetching another build for the ranges in pyproject.toml.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo test test-slow quality lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# The demo world's quality tables (README "Results on the demo"); about an hour on one CPU core.
+quality: $(STAMP)
+	PY=$(PY) scripts/demo_quality.sh runs/quality
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
@@ -38,3 +42,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) demo_output
+
+# Speed and memory of every method/stage (tiny on CPU; full-size architectures too when CUDA exists).
+bench: $(STAMP)
+	$(PY) -m benchmarks.report --markdown runs/bench.md
