@@ -8,6 +8,8 @@ import time
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_modules.base import log_if_due
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +47,7 @@ class StepTimer(Callback):
         dt = now - self._t0
         self.times.append(dt)
         self.ends.append(now)
-        pl_module.log("step_seconds", dt, prog_bar=False, on_step=True, on_epoch=False)
+        log_if_due(pl_module, "step_seconds", dt)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.total = time.perf_counter() - self._fit_t0

@@ -22,7 +22,7 @@ from editing.inputs import Inputs
 from editing.models import DiffusionModel
 from editing.objectives import denoising_loss
 from editing.weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
-from lightning_modules.base import StageModule, make_optimizer
+from lightning_modules.base import StageModule, log_if_due, make_optimizer
 
 
 class _ImagicStage(StageModule):
@@ -60,7 +60,7 @@ class _ImagicStage(StageModule):
         z0 = self.z0.expand(b, -1, -1, -1)
         emb = self.condition().expand(b, -1, -1)
         loss = denoising_loss(self.model, z0, emb, t, noise)
-        self.log("loss", loss, prog_bar=True)
+        log_if_due(self, "loss", loss, prog_bar=True)
         return loss
 
     def metadata(self, **extra) -> dict[str, str]:

@@ -34,7 +34,7 @@ from editing.inputs import Inputs
 from editing.models import DiffusionModel
 from editing.objectives import denoising_loss
 from editing.weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
-from lightning_modules.base import StageModule, make_optimizer
+from lightning_modules.base import StageModule, log_if_due, make_optimizer
 
 _SR_STREAM = 0x5352  # tags the SR stage's draws apart from the base stages' (same seed)
 
@@ -149,7 +149,7 @@ class ImagicSRFinetuneStage(StageModule):
         x0 = self.x_high.expand(b, -1, -1, -1)
         emb = self.e_tgt.expand(b, -1, -1)
         loss = denoising_loss(sr.bind(image, level), x0, emb, t.to(self.device), noise.to(x0))
-        self.log("loss", loss, prog_bar=True)
+        log_if_due(self, "loss", loss, prog_bar=True)
         return loss
 
     def configure_optimizers(self):

@@ -17,7 +17,7 @@ from editing.errors import UserInputError, check_range, require_text
 from editing.inputs import Inputs
 from editing.models import DiffusionModel
 from editing.null_text import NullTextSettings, optimize_step, pivot
-from lightning_modules.base import StageModule
+from lightning_modules.base import StageModule, log_if_due
 
 
 class NullTextStage(StageModule):
@@ -147,8 +147,8 @@ class NullTextStage(StageModule):
         self.inner_steps[i] = result.inner_steps
         self.losses[i] = result.loss
         self.steps_done.fill_(i + 1)
-        self.log("loss", result.loss, prog_bar=True)
-        self.log("inner_steps", float(result.inner_steps), prog_bar=True)
+        log_if_due(self, "loss", result.loss, prog_bar=True)
+        log_if_due(self, "inner_steps", float(result.inner_steps), prog_bar=True)
 
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         done = int(self.steps_done)
