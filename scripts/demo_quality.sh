@@ -19,7 +19,7 @@ $PY evaluate.py "${common[@]}" method=imagic output_dir="$OUT/imagic" \
 # differing words, against plain DDIM inversion with the same edit.
 for inv in null_text ddim; do
   $PY evaluate.py "${common[@]}" method=null_text_p2p output_dir="$OUT/p2p_$inv" \
-      "suite.edit_types=[colour]" suite.n="$((2 * N))" method.inversion=$inv \
+      "suite.edit_types=[colour]" suite.n="$((2 * N))" method.inversion=$inv variant=$inv \
       method.blend_words=auto method.blend_resolution=0.5 method.blend_threshold=0.5
 done
 
@@ -32,6 +32,9 @@ $PY evaluate.py "${common[@]}" method=direct_inversion output_dir="$OUT/direct_i
 $PY evaluate.py "${common[@]}" method=blended output_dir="$OUT/blended" \
     "suite.edit_types=[shape,colour]" suite.n="$N" method.text_condition=true \
     method.num_candidates=8 method.num_augmentations=8
+
+# One table over every method (OUT/summary.csv) and the editability-fidelity plots (OUT/plots/).
+$PY evaluate.py "${common[@]}" output_dir="$OUT" summarize_only=true plot=true
 
 $PY -m editing.evaluation.quality_bars imagic "$OUT/imagic"
 $PY -m editing.evaluation.quality_bars null_text "$OUT/p2p_null_text" "$OUT/p2p_ddim"
