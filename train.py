@@ -63,6 +63,14 @@ def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
     )
 
 
+def latest_checkpoint(folder: Path) -> Path:
+    """`folder/last.ckpt`, or the newest `last-vN.ckpt` beside it: Lightning writes those when a
+    resumed run's checkpoint callback differs from the one that wrote last.ckpt (another
+    `callbacks.checkpoint_every_n_steps`), and a later resume must continue from the newest."""
+    candidates = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else folder / "last.ckpt"
+
+
 def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -134,7 +142,7 @@ def train(cfg: DictConfig) -> list[Path]:
         trainer, export, timer = build_trainer(
             cfg, module.stage, module.trainer_max_steps, output_dir
         )
-        ckpt = output_dir / "checkpoints" / module.stage / "last.ckpt"
+        ckpt = latest_checkpoint(output_dir / "checkpoints" / module.stage)
         ckpt_path = str(ckpt) if cfg.resume and ckpt.is_file() else None
         if cfg.resume and ckpt_path is None:
             log.info(
