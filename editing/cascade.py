@@ -266,7 +266,8 @@ def super_resolve(
 
     1. Per seed: x_T and eps_aug [C, H, W] from `sr_generator(seed)`.
     2. u_s = noised upsampled low-res at level s (`noise_level`, default the model's).
-    3. Guided DDIM sampling of the SR UNet with text cond [B or 1, L, D] and uncond [1, L, D].
+    3. Guided DDIM sampling of the SR UNet with text cond [B or 1, L, D] and uncond [1, L, D],
+       x0 clipped to [-1, 1] at every step (what a pixel scheduler's `clip_sample` does).
     """
     device = sr.device
     shape = sr.latent_shape
@@ -283,6 +284,7 @@ def super_resolve(
         guidance_scale,
         uncond.to(device),
         progress,
+        clip_x0=True,
     )
     return x.clamp(-1, 1).cpu()
 

@@ -25,6 +25,7 @@ def sample(
     guidance_scale: float,
     uncond: Tensor | None = None,
     progress: bool = False,
+    clip_x0: bool = False,
 ) -> Tensor:
     """Classifier-free-guided deterministic DDIM sampling (DDIM eq. 12, sigma = 0).
 
@@ -33,6 +34,9 @@ def sample(
         cond: [B, L, D] text embeddings, one per sample.
         x_T: [B, C, h, w] initial noise.
         uncond: [1, L, D] unconditional embedding (default: the embedding of "").
+        clip_x0: clip the predicted x0 to [-1, 1] at every step and use the eps consistent with it
+            (diffusers' `clip_sample`; pixel super-resolution stages need it: near the terminal
+            level x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) multiplies eps errors by 1 / sqrt(a_t)).
     Returns:
         [B, C, h, w] final samples x_0 (latents for latent models; decode with `model.decode`).
     """
@@ -48,5 +52,8 @@ def sample(
     # 1. Denoise step by step: guided eps at t_i, then the DDIM update to the next level.
     for _, t, a_t, a_prev in steps:
         eps = guided_eps(model, x, t, cond, uncond, guidance_scale)
+        if clip_x0:
+            x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
+            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         x = ddim_step(x, eps, a_t, a_prev)
     return x

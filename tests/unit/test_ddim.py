@@ -106,3 +106,28 @@ def test_real_unet_inversion_error_shrinks_with_more_steps(tiny_model):
         errors.append(float((rec - z0).abs().mean() / z0.abs().mean()))
     assert errors[0] > errors[1] > errors[2], errors
     assert errors[2] < 0.5 * errors[0], errors
+
+
+def test_sample_with_clip_x0_keeps_predictions_in_range(monkeypatch):
+    # Every DDIM step's implied x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) lies in [-1, 1] with
+    # clip_x0; a random tiny pixel model's raw predictions do not.
+    import editing.sampling as sampling
+    from editing.sampling import initial_noise, sample
+    from editing.tiny import build_tiny_model
+
+    seen: list[float] = []
+    real_step = sampling.ddim_step
+
+    def recording_step(x, eps, a_t, a_prev):
+        seen.append(float(((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).abs().max()))
+        return real_step(x, eps, a_t, a_prev)
+
+    monkeypatch.setattr(sampling, "ddim_step", recording_step)
+    model = build_tiny_model(latent=False)
+    cond = model.encode_prompt(["a red square"])
+    x_T = initial_noise([0], model.latent_shape, "cpu")
+    sample(model, cond, x_T, 5, 3.0)
+    assert max(seen) > 1.5
+    seen.clear()
+    sample(model, cond, x_T, 5, 3.0, clip_x0=True)
+    assert len(seen) == 5 and max(seen) <= 1.0 + 1e-4
