@@ -83,7 +83,9 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode == "I":  # 32-bit integer pixels: PIL's mode for 16-bit PNGs/TIFFs (0..65535)
         arr = np.asarray(img, dtype=np.float64)
         if arr.min() < 0 or arr.max() > 65535:
-            raise UserInputError("32-bit integer image outside 0..65535: convert it to 8 or 16 bits")
+            raise UserInputError(
+                "32-bit integer image outside 0..65535: convert it to 8 or 16 bits"
+            )
         return Image.fromarray(np.round(arr / 257.0).astype(np.uint8), "L").convert("RGB")
     if mode == "F":  # floating-point pixels: only the unambiguous [0, 1] range is accepted
         arr = np.asarray(img, dtype=np.float64)

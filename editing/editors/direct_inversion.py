@@ -336,6 +336,8 @@ class DirectInversionEditor:
             images = model.decode(z0).clamp(-1, 1).cpu()
             for (lam, w, seed), image in zip(chunk, images):
                 label = f"lambda={lam:g} w={w:g}" + ("" if seed is None else f" seed={seed}")
-                results.append(EditResult(image, label, self._params(target, inversion_prompt, lam, w, seed)))
+                results.append(
+                    EditResult(image, label, self._params(target, inversion_prompt, lam, w, seed))
+                )
         # 6. Cascades: each result super-resolved with the target text.
         return super_resolve_results(model, results, inputs.seed)

@@ -317,9 +317,7 @@ def test_edit_py_end_to_end(image_path, tmp_path):
     assert (ckpt / f"{STAGE}.safetensors").is_file()
 
 
-def test_invert_with_source_conditions_the_inversion_on_the_source_prompt(
-    tiny_model, image_path
-):
+def test_invert_with_source_conditions_the_inversion_on_the_source_prompt(tiny_model, image_path):
     image = load_image(image_path, tiny_model.resolution)
     inputs = Inputs(image=image, source_prompt="a blue square", target_prompt="a red square")
     by_source = editor(invert_with_source=True, noise_lambda=0.5)(tiny_model, inputs)
