@@ -259,7 +259,10 @@ class DirectInversionEditor:
             "prompt": target,
             "noise_lambda": lam,
             "guidance_scale": w,
-            "inversion_prompt": inversion_prompt,
+            # with invert_with_source the prompt is the case's caption: record the switch, so
+            # that results group by setting rather than by caption
+            "inversion_prompt": "" if self.invert_with_source else inversion_prompt,
+            "invert_with_source": self.invert_with_source,
             "num_inversion_steps": self.num_inversion_steps,
             "num_inference_steps": self.num_inference_steps,
             "stop_step": self.stop_step,
