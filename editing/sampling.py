@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from editing.ddim import ddim_step, make_schedule
+from editing.ddim import ddim_step, eps_from_x0, make_schedule, predict_x0
 from editing.guidance import guided_eps
 
 
@@ -53,7 +53,6 @@ def sample(
     for _, t, a_t, a_prev in steps:
         eps = guided_eps(model, x, t, cond, uncond, guidance_scale)
         if clip_x0:
-            x0 = ((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-1, 1)
-            eps = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+            eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
         x = ddim_step(x, eps, a_t, a_prev)
     return x

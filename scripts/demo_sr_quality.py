@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from editing.metrics import psnr  # noqa: E402
 from editing.world import judge, read_image  # noqa: E402
 from editing.world.suite import make_suite  # noqa: E402
 
@@ -44,9 +46,9 @@ TRAIN = [
 ]
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
+    """`editing.metrics.psnr` of two uint8 [H, W, 3] images."""
+    return float(psnr(*(torch.from_numpy(x).permute(2, 0, 1)[None] / 255.0 for x in (a, b)))[0])
 
 
 def run(args: list[str]) -> None:
@@ -94,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             samples = sorted((edit / "samples").glob("*.png"))
             recon, edited = (np.asarray(Image.open(p).convert("RGB")) for p in samples)
-            scores[mode]["psnr"].append(psnr(recon, case.image))
+            scores[mode]["psnr"].append(psnr_uint8(recon, case.image))
             verdict = judge(read_image(edited), case.target_scene)
             others = ("colour", "size", "position", "background")
             scores[mode]["reached"].append(bool(verdict["shape"]))

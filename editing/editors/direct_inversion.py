@@ -251,17 +251,15 @@ class DirectInversionEditor:
         self.batch_size = _one_int(batch_size, "method.batch_size", 1)
         self.name = name
 
-    def _params(
-        self, target: str, inversion_prompt: str, lam: float, w: float, seed: int | None
-    ) -> dict:
+    def _params(self, target: str, lam: float, w: float, seed: int | None) -> dict:
         params = {
             "method": self.name,
             "prompt": target,
             "noise_lambda": lam,
             "guidance_scale": w,
-            # with invert_with_source the prompt is the case's caption: record the switch, so
-            # that results group by setting rather than by caption
-            "inversion_prompt": "" if self.invert_with_source else inversion_prompt,
+            # with invert_with_source the prompt is each case's caption: the switch is recorded,
+            # so that results group by setting rather than by caption
+            "inversion_prompt": self.inversion_prompt,
             "invert_with_source": self.invert_with_source,
             "num_inversion_steps": self.num_inversion_steps,
             "num_inference_steps": self.num_inference_steps,
@@ -339,8 +337,6 @@ class DirectInversionEditor:
             images = model.decode(z0).clamp(-1, 1).cpu()
             for (lam, w, seed), image in zip(chunk, images):
                 label = f"lambda={lam:g} w={w:g}" + ("" if seed is None else f" seed={seed}")
-                results.append(
-                    EditResult(image, label, self._params(target, inversion_prompt, lam, w, seed))
-                )
+                results.append(EditResult(image, label, self._params(target, lam, w, seed)))
         # 6. Cascades: each result super-resolved with the target text.
         return super_resolve_results(model, results, inputs.seed)
