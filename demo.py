@@ -25,13 +25,6 @@ REPO = Path(__file__).resolve().parent
 EXAMPLE = "red_circle"
 
 
-def _compose(name: str, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name=name, overrides=overrides)
-
-
 def plan(
     base_model: str, quick: bool, example: dict, out: Path
 ) -> list[tuple[str, str, list[str]]]:
@@ -161,7 +154,7 @@ def comparison_grid(out: Path, image_path: Path) -> Path:
     """input | each method's edit.png, labelled, as one PNG."""
     from PIL import Image
 
-    from editing.outputs import make_grid
+    from editing.io.outputs import make_grid
 
     tiles, labels = [Image.open(image_path).convert("RGB")], ["input"]
     for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
@@ -185,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a few steps each (tests)")
     args = parser.parse_args(argv)
 
+    from demo_world.demo_model import DEMO_MODEL_DIR
     from edit import edit
-    from editing.cli import configure_logging
-    from editing.demo_model import DEMO_MODEL_DIR
+    from editing_app.cli import configure_logging
+    from editing_app.configs import compose_config
     from train import train
 
     configure_logging()
@@ -204,9 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, kind, overrides in plan(base_model, args.quick, examples[EXAMPLE], out):
         t0 = time.perf_counter()
         if kind == "train":
-            train(_compose("train", overrides))
+            train(compose_config("train", overrides))
         else:
-            edit(_compose("edit", overrides))
+            edit(compose_config("edit", overrides))
         timings.append((label, time.perf_counter() - t0))
         print(f"[{time.perf_counter() - start:6.1f} s] {label}: {timings[-1][1]:.1f} s", flush=True)
     grid = comparison_grid(out, REPO / "assets" / "examples" / examples[EXAMPLE]["image"])

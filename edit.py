@@ -11,7 +11,6 @@ Writes O/edit.png (the first/best result), O/samples/ (all results, when several
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -19,43 +18,19 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from editing.cli import precheck, run_cli
-from editing.errors import UserInputError
-from editing.inputs import inputs_from_config
+from editing_app.cli import precheck, run_cli
+from editing_app.config_inputs import inputs_from_config
+from editing_app.runtime import precision_context, resolve_device
 
 log = logging.getLogger("edit")
-
-_AUTOCAST = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError(f"device={name} but no CUDA device is available; use device=cpu")
-    return torch.device(name)
-
-
-def precision_context(precision: str, device):
-    """Autocast for `bf16-mixed` / `16-mixed`; nothing for full precision."""
-    import torch
-
-    key = str(precision)
-    if key not in _AUTOCAST:
-        raise UserInputError(f"precision={precision!r} is not one of {', '.join(_AUTOCAST)}")
-    if _AUTOCAST[key] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=getattr(torch, _AUTOCAST[key]))
 
 
 def edit(cfg: DictConfig) -> Path:
     """Run the configured editing method; returns the path of edit.png."""
     import torch
 
-    from editing.images import check_image_file
-    from editing.outputs import write_outputs
+    from editing.io.images import check_image_file
+    from editing.io.outputs import write_outputs
 
     # 1. Cheap checks first: files, method settings, device. Nothing is written before step 4.
     output_dir = Path(cfg.output_dir)

@@ -22,8 +22,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from editing.cli import precheck, run_cli
 from editing.errors import UserInputError
+from editing_app.cli import precheck, run_cli
 
 log = logging.getLogger("evaluate")
 
@@ -34,7 +34,7 @@ class AllCasesFailed(UserInputError):
 
 def summarize(cfg: DictConfig) -> list[dict]:
     """Rebuild O's tables from every result.json under it, print the summary, plot if asked."""
-    from editing.evaluation.summary import format_table, rebuild
+    from editing_app.evaluation.summary import format_table, rebuild
 
     root = Path(cfg.output_dir)
     rows, summary = rebuild(root)
@@ -49,7 +49,7 @@ def summarize(cfg: DictConfig) -> list[dict]:
     else:
         log.warning("no result.json files under %s yet", root)
     if cfg.plot:
-        from editing.evaluation.plots import make_plots
+        from editing_app.evaluation.plots import make_plots
 
         for path in make_plots(root):
             log.info("wrote %s", path)
@@ -60,10 +60,10 @@ def evaluate(cfg: DictConfig):
     """Run this shard's cases (unless `summarize_only`), then rebuild the summary of output_dir."""
     if cfg.summarize_only:
         return summarize(cfg)
-    from editing.evaluation.suites import load_cases
+    from editing_app.evaluation.suites import load_cases
 
     cases = load_cases(cfg.suite)  # a bad suite fails here, before any heavy import
-    from editing.evaluation.runner import run_suite
+    from editing_app.evaluation.runner import run_suite
 
     report = run_suite(cfg, cases)
     summarize(cfg)

@@ -16,114 +16,24 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from editing.cli import precheck, run_cli
-from editing.errors import UserInputError
-from editing.inputs import inputs_from_config
+from editing_app.cli import precheck, run_cli
+from editing_app.config_inputs import inputs_from_config
+from editing_app.training import run_stage, stage_configs
 
 log = logging.getLogger("train")
 
 
-def stage_configs(stage_cfg: DictConfig) -> list[DictConfig]:
-    """The stage(s) to run: a single stage config, or the sub-configs a composite names."""
-    if "sequence" in stage_cfg:
-        return [stage_cfg[key] for key in stage_cfg.sequence]
-    return [stage_cfg]
-
-
-def build_module(stage_cfg: DictConfig, model, inputs):
-    """The stage's LightningModule: `_target_` called with every other key (but `datamodule`)."""
-    kwargs = OmegaConf.to_container(stage_cfg, resolve=True)
-    cls = hydra.utils.get_class(kwargs.pop("_target_"))
-    kwargs.pop("datamodule", None)
-    try:
-        return cls(model=model, inputs=inputs, **kwargs)
-    except TypeError as err:
-        if "unexpected keyword argument" in str(err):
-            raise UserInputError(
-                f"{err} (a stage.* setting that {cls.__name__} does not take)"
-            ) from None
-        raise
-
-
-def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
-    from datamodules.single_image import SingleImageDataModule
-
-    if stage_cfg and stage_cfg.get("datamodule") is not None:
-        return hydra.utils.instantiate(stage_cfg.datamodule)
-    return SingleImageDataModule(
-        image=inputs.image,
-        resolution=model.resolution,
-        noise_shape=model.latent_shape,
-        num_train_timesteps=model.num_train_timesteps,
-        batch_size=module.batch_size,
-        seed=inputs.seed,
-        num_steps=module.num_steps,
-    )
-
-
-def latest_checkpoint(folder: Path) -> Path:
-    """`folder/last.ckpt`, or the newest `last-vN.ckpt` beside it: Lightning writes those when a
-    resumed run's checkpoint callback differs from the one that wrote last.ckpt (another
-    `callbacks.checkpoint_every_n_steps`), and a later resume must continue from the newest."""
-    candidates = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
-    return candidates[-1] if candidates else folder / "last.ckpt"
-
-
-def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
-    """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
-    from callbacks.export import ArtifactExport
-    from callbacks.timing import StepTimer
-
-    export = ArtifactExport(output_dir)
-    timer = StepTimer()
-    callbacks = [export, timer]
-    every = int(cfg.callbacks.checkpoint_every_n_steps)
-    if every > 0:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=output_dir / "checkpoints" / stage,
-                filename="step{step}",
-                save_last=True,
-                save_top_k=0,
-                every_n_train_steps=every,
-            )
-        )
-    if cfg.callbacks.get("preview") is not None:
-        callbacks.append(hydra.utils.instantiate(cfg.callbacks.preview))
-    logger = False
-    if cfg.get("logger") is not None:
-        logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir / "logs"), name=stage)
-    if max_steps < 0 < int(cfg.trainer.max_steps):
-        raise UserInputError(
-            f"trainer.max_steps counts optimizer steps, which stage={stage} takes several of per "
-            f"timestep: shorten it with its own settings (e.g. stage.num_inference_steps=4)"
-        )
-    max_steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else max_steps
-    trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        max_steps=max_steps,
-        enable_checkpointing=every > 0,
-        callbacks=callbacks,
-        logger=logger,
-        default_root_dir=str(output_dir),
-    )
-    return trainer, export, timer
-
-
 def train(cfg: DictConfig) -> list[Path]:
     """Run the configured stage(s); returns the artifact paths written."""
-    import lightning.pytorch as pl
     import torch
 
     stages = stage_configs(cfg.stage)
     output_dir = Path(cfg.output_dir)
     # 1. Everything the user gave is checked before anything is written.
     if cfg.get("image"):
-        from editing.images import check_image_file
+        from editing.io.images import check_image_file
 
         check_image_file(cfg.image)
     model = hydra.utils.instantiate(cfg.base_model) if cfg.get("base_model") is not None else None
@@ -135,34 +45,19 @@ def train(cfg: DictConfig) -> list[Path]:
 
     paths = []
     for stage_cfg in stages:
-        # 2. The stage module (validates its own inputs, reads earlier artifacts), its data, its trainer.
-        pl.seed_everything(int(cfg.seed), verbose=False)
-        module = build_module(stage_cfg, model, inputs)
-        datamodule = build_datamodule(stage_cfg, module, model, inputs)
-        trainer, export, timer = build_trainer(
-            cfg, module.stage, module.trainer_max_steps, output_dir
-        )
-        ckpt = latest_checkpoint(output_dir / "checkpoints" / module.stage)
-        ckpt_path = str(ckpt) if cfg.resume and ckpt.is_file() else None
-        if cfg.resume and ckpt_path is None:
-            log.info(
-                "resume=true but %s does not exist: starting %s from scratch", ckpt, module.stage
-            )
-        # 3. Optimise; the export callback writes the artifact at the end.
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        if export.path is None and trainer.is_global_zero:
-            raise RuntimeError(f"stage {module.stage} ended without writing its artifact")
-        if trainer.is_global_zero:
-            s = timer.summary()
+        # 2. Build and fit the stage; its export callback writes the artifact.
+        run = run_stage(cfg, stage_cfg, model, inputs, output_dir, resume=bool(cfg.resume))
+        if run.is_global_zero:
+            s = run.timing
             log.info(
                 "%s done: %d steps in %.1f s (%.4f s/step), wrote %s",
-                module.stage,
+                run.stage,
                 s["steps"],
                 s["total_seconds"],
                 s["seconds_per_step"],
-                export.path,
+                run.artifact,
             )
-        paths.append(module.artifact_path(output_dir))
+        paths.append(run.artifact)
     return paths
 
 

@@ -12,9 +12,9 @@ from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from torch import nn
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from editing.models import DiffusionModel
-from editing.tiny import sd_scheduler
-from editing.vocab import build_clip_tokenizer
+from demo_world.tiny import sd_scheduler
+from demo_world.tokenizer_vocab import build_clip_tokenizer
+from editing.models.diffusion_model import DiffusionModel
 
 
 def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> DiffusionModel:
@@ -71,12 +71,12 @@ def model_for(arch: str, resolution: int | None = None) -> DiffusionModel:
     """ "tiny" | "tiny_pixel" | "demo" | "sd15" | "adm256" as a frozen model with random (or
     shipped demo) weights. Pixel models: tiny_pixel, demo, adm256."""
     if arch in ("tiny", "tiny_pixel"):
-        from editing.tiny import build_tiny_model
+        from demo_world.tiny import build_tiny_model
 
         default = 32 if arch == "tiny" else 16  # as configs/base_model/tiny*.yaml
         return build_tiny_model(resolution=resolution or default, latent=arch == "tiny")
     if arch == "demo":
-        from editing.demo_model import build_demo_model
+        from demo_world.demo_model import build_demo_model
 
         return build_demo_model().freeze()
     if arch == "sd15":
@@ -133,7 +133,7 @@ def adm256_unet(resolution: int = 256) -> UNet2DModel:
 def adm256_model(resolution: int = 256, dtype: torch.dtype = torch.float32) -> DiffusionModel:
     """A pixel `DiffusionModel` around `adm256_unet` with ADM's linear betas (1e-4 .. 0.02, 1000
     steps). Its text encoder is a one-layer stub: the UNet ignores the embedding."""
-    from editing.demo_model import demo_scheduler
+    from demo_world.demo_model import demo_scheduler
 
     tokenizer = build_clip_tokenizer()
     text_encoder = CLIPTextModel(
@@ -179,7 +179,7 @@ def clip_for(arch: str, device: torch.device | str = "cpu", seed: int = 0):
     ViT-B/16 configuration, 150M parameters, 224 px, the model Blended Diffusion guides with)."""
     import open_clip
 
-    from editing.clip import build_clip
+    from editing.models.clip import build_clip
 
     if arch == "tiny":
         cfg = TINY_CLIP

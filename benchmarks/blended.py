@@ -40,7 +40,7 @@ from benchmarks.direct_inversion import median_call
 from benchmarks.null_text import random_image, timed
 from editing.editors.blended import BlendedEditor
 from editing.editors.blended_latent import BlendedLatentEditor
-from editing.inputs import Inputs
+from editing.io.edit_inputs import Inputs
 
 PROMPT = "a blue ball"
 PIXEL_ARCH = {"tiny": "tiny_pixel", "sd15": "adm256"}

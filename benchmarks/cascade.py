@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 
 from benchmarks.common import Row, peak_memory, print_table, save_rows, time_per_call
-from editing.images import load_image
-from editing.inputs import Inputs
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
 
 STAGES = {
     "embed": ["stage=imagic_embed"],
@@ -51,9 +51,9 @@ def if_cascade(device: str, dtype: torch.dtype):
     """IF-I-XL + IF-II-L + T5-XXL sizes with random weights, built on `device`, kept on CPU."""
     from transformers import T5Config, T5EncoderModel
 
-    from editing.cascade import SuperResolutionModel
-    from editing.models import DiffusionModel
-    from editing.tiny_if import build_t5_tokenizer, if_schedulers, if_unet
+    from demo_world.tiny_if import build_t5_tokenizer, if_schedulers, if_unet
+    from editing.models.cascade import SuperResolutionModel
+    from editing.models.diffusion_model import DiffusionModel
 
     with torch.device(device):  # random init where it is fast, then parked on the CPU
         text_encoder = T5EncoderModel(
@@ -89,7 +89,7 @@ def if_cascade(device: str, dtype: torch.dtype):
 
 def build(arch: str, device: str, dtype: torch.dtype):
     if arch == "tiny":
-        from editing.tiny_if import build_tiny_if
+        from demo_world.tiny_if import build_tiny_if
 
         return build_tiny_if().to(dtype=dtype)
     if arch == "if":
@@ -99,9 +99,8 @@ def build(arch: str, device: str, dtype: torch.dtype):
 
 def stage_run(model, setting: str, stage: str, steps: int, folder: Path, device: str):
     """Fit one stage through train.py's builders; returns the step timer's summary."""
-    from hydra import compose, initialize_config_dir
-
-    import train as train_cli
+    from editing_app import training as train_cli
+    from editing_app.configs import compose_config
 
     image = folder / "bench.png"
     if not image.is_file():
@@ -109,22 +108,21 @@ def stage_run(model, setting: str, stage: str, steps: int, folder: Path, device:
         pixels = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(image)
     accelerator = "gpu" if device == "cuda" else "cpu"
-    with initialize_config_dir(str(Path(train_cli.__file__).parent / "configs"), version_base=None):
-        cfg = compose(
-            "train",
-            [
-                *STAGES[stage],
-                *SETTINGS[setting],
-                f"output_dir={folder}",
-                f"image={image}",
-                f"trainer.max_steps={steps}",
-                f"trainer.accelerator={accelerator}",
-                "trainer.enable_progress_bar=false",
-                "callbacks=none",
-                "logger=none",
-                "target_prompt=a photo of a red circle",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            *STAGES[stage],
+            *SETTINGS[setting],
+            f"output_dir={folder}",
+            f"image={image}",
+            f"trainer.max_steps={steps}",
+            f"trainer.accelerator={accelerator}",
+            "trainer.enable_progress_bar=false",
+            "callbacks=none",
+            "logger=none",
+            "target_prompt=a photo of a red circle",
+        ],
+    )
     inputs = Inputs(
         image=load_image(image, model.resolution),
         target_prompt=cfg.target_prompt,
@@ -142,7 +140,7 @@ def stage_run(model, setting: str, stage: str, steps: int, folder: Path, device:
 @torch.no_grad()
 def sampling_rows(model, device: str, setting: str, label: str) -> list[Row]:
     """One guided DDIM step (uncond + cond batch) of the base and of the SR stage."""
-    from editing.guidance import guided_eps
+    from editing.diffusion.cfg import guided_eps
 
     rows = []
     autocast = torch.autocast(device, torch.bfloat16, enabled=setting != "32-true")

@@ -10,7 +10,7 @@ synchronised, the median of `--repeat` calls:
 - one edit: `--inversion-steps` DDIM inversion steps + `--inference-steps` guided sampling steps
   (reference 100 + 100, lambda 0.5, w 3), VAE encode and decode included, no inversion cache
   (issue target on one H100 at SD 1.5 512 px: < 4 s);
-- the recorded DDIM inversion alone (`editing.inversion_cache.load_or_invert`, no cache);
+- the recorded DDIM inversion alone (`editing.inversion.cache.load_or_invert`, no cache);
 - an edit whose inversion comes from the content-keyed cache (`checkpoint_dir`, written by an
   untimed first call): loading + sampling + decoding;
 - a sweep of `--lambdas` K noise-merge values in one editor call (one inversion, the K samples
@@ -32,8 +32,8 @@ from benchmarks.architectures import attention_kind, autocast, model_for, prepar
 from benchmarks.common import Row, print_table, save_rows
 from benchmarks.null_text import random_image, timed
 from editing.editors.direct_inversion import STAGE, DirectInversionEditor
-from editing.inputs import Inputs
-from editing.inversion_cache import load_or_invert
+from editing.inversion.cache import load_or_invert
+from editing.io.edit_inputs import Inputs
 
 TARGET = "a photo of a blue circle"
 

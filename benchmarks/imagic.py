@@ -27,9 +27,9 @@ from PIL import Image
 from benchmarks.architectures import model_for
 from benchmarks.common import Row, print_table, save_rows, sync
 from datamodules.single_image import draw_noise
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.objectives import denoising_loss
+from editing.diffusion.objectives import denoising_loss
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
 
 STAGES = {
     "embed": ["stage=imagic_embed"],
@@ -48,28 +48,24 @@ def _image(folder: Path, resolution: int) -> Path:
 
 def lightning_run(arch, device, precision, stage, steps, folder, resolution):
     """Fit one stage through train.py's builders; returns (timer summary, module)."""
-    from hydra import compose, initialize_config_dir
-
-    import train as train_cli
+    from editing_app import training as train_cli
+    from editing_app.configs import compose_config
 
     model = model_for(arch, resolution)
-    with initialize_config_dir(
-        config_dir=str(Path(train_cli.__file__).parent / "configs"), version_base=None
-    ):
-        cfg = compose(
-            "train",
-            [
-                *STAGES[stage],
-                f"output_dir={folder}",
-                f"trainer.max_steps={steps}",
-                f"trainer.precision={precision}",
-                f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-                "trainer.enable_progress_bar=false",
-                f"stage.num_steps={steps}",
-                "target_prompt=a photo of a red circle",
-                f"image={_image(folder, model.resolution)}",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            *STAGES[stage],
+            f"output_dir={folder}",
+            f"trainer.max_steps={steps}",
+            f"trainer.precision={precision}",
+            f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
+            "trainer.enable_progress_bar=false",
+            f"stage.num_steps={steps}",
+            "target_prompt=a photo of a red circle",
+            f"image={_image(folder, model.resolution)}",
+        ],
+    )
     inputs = Inputs(
         image=load_image(cfg.image, model.resolution),
         target_prompt=cfg.target_prompt,

@@ -36,10 +36,10 @@ from torch import nn
 
 from benchmarks.architectures import attention_kind, autocast, model_for, prepare
 from benchmarks.common import Row, peak_memory, print_table, save_rows, sync
-from editing.ddim import make_schedule
-from editing.images import from_uint8
-from editing.inputs import Inputs
-from editing.null_text import NullTextSettings, null_text_inversion
+from editing.diffusion.ddim import make_schedule
+from editing.inversion.null_text import NullTextSettings, null_text_inversion
+from editing.io.edit_inputs import Inputs
+from editing.io.images import from_uint8
 
 SOURCE = "a photo of a red circle"
 TARGET = "a photo of a blue circle"
@@ -117,27 +117,24 @@ def run_stage(model, image, steps: int, inner: int, device, precision, folder: P
     timer summary).
 
     The image goes in as `Inputs` (as `train.train` builds them from `image=PATH`)."""
-    from hydra import compose, initialize_config_dir
-
-    import train as train_cli
+    from editing_app import training as train_cli
+    from editing_app.configs import compose_config
 
     folder.mkdir(parents=True, exist_ok=True)
-    config_dir = str(Path(train_cli.__file__).parent / "configs")
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        cfg = compose(
-            "train",
-            [
-                "stage=null_text",
-                f"stage.num_inference_steps={steps}",
-                f"stage.num_inner_steps={inner}",
-                "stage.early_stop=false",
-                f"output_dir={folder}",
-                f"trainer.precision={precision}",
-                f"trainer.accelerator={'gpu' if torch.device(device).type == 'cuda' else 'cpu'}",
-                "trainer.enable_progress_bar=false",
-                f"source_prompt={SOURCE}",
-            ],
-        )
+    cfg = compose_config(
+        "train",
+        [
+            "stage=null_text",
+            f"stage.num_inference_steps={steps}",
+            f"stage.num_inner_steps={inner}",
+            "stage.early_stop=false",
+            f"output_dir={folder}",
+            f"trainer.precision={precision}",
+            f"trainer.accelerator={'gpu' if torch.device(device).type == 'cuda' else 'cpu'}",
+            "trainer.enable_progress_bar=false",
+            f"source_prompt={SOURCE}",
+        ],
+    )
     inputs = Inputs(image=image, source_prompt=SOURCE, output_dir=folder, checkpoint_dir=folder)
     module = train_cli.build_module(cfg.stage, model, inputs)
     datamodule = train_cli.build_datamodule(cfg.stage, module, model, inputs)

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from editing.images import to_pil
-from editing.outputs import make_grid
+from editing.io.images import to_pil
+from editing.io.outputs import make_grid
 
 
 class EditPreview(Callback):

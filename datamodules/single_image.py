@@ -2,7 +2,7 @@
 
 Every per-image optimisation (Imagic's embedding and fine-tuning stages, null-text inversion) trains
 on one image. The datamodule loads and preprocesses it exactly as the editors do
-(`editing.images.load_image`) and yields, for optimisation step k on global rank r, a batch of
+(`editing.io.images.load_image`) and yields, for optimisation step k on global rank r, a batch of
 timesteps t ~ U{t_min..t_max} and noise eps ~ N(0, I) drawn from a generator seeded by
 (seed, r, k): runs repeat bit for bit, DDP ranks see different noise, and an interrupted run resumes
 with exactly the noise it would have drawn (the next step index is part of the checkpoint).
@@ -19,7 +19,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import IterableDataset
 
-from editing.images import LoadedImage, load_image, load_mask
+from editing.io.images import LoadedImage, load_image, load_mask
 
 
 def step_generator(seed: int, rank: int, step: int) -> torch.Generator:

@@ -17,7 +17,7 @@ selected pixels only (`normalize="region"`, the MSE of the region itself); `norm
 reproduces the reference numbers (e.g. to compare with published PIE-Bench background PSNR). An
 empty region gives NaN, where the reference writes "nan". PIE-Bench's LPIPS uses the SqueezeNet
 backbone (`net="squeeze"`, needs torchvision's weights in the torch hub cache); the default here is
-AlexNet, whose weights ship offline (see `editing.lpips_weights`).
+AlexNet, whose weights ship offline (see `editing.models.lpips_weights`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from editing.clip import ClipModel
-from editing.lpips_weights import LPIPS_MIN_SIZE, canonical_net, make_lpips
+from editing.models.clip import ClipModel
+from editing.models.lpips_weights import LPIPS_MIN_SIZE, canonical_net, make_lpips
 
 __all__ = [
     "check_images",

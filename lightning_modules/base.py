@@ -14,9 +14,9 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from editing.artifacts import model_metadata, save_artifact
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
+from editing.io.artifacts import model_metadata, save_artifact
+from editing.io.edit_inputs import Inputs
+from editing.models.diffusion_model import DiffusionModel
 
 _OPTIMIZERS = ("adam", "adamw", "adafactor", "adam8bit")
 

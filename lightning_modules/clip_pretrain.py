@@ -2,9 +2,9 @@
 
 A small open_clip model (a ViT image tower on 32x32 images, a transformer text tower over the
 world's vocabulary with an offline tokenizer) trained with the symmetric InfoNCE loss of CLIP
-(Radford et al. 2021, Fig. 3) on captioned images from `datamodules.shapes`. Light pixel noise on the
+(Radford et al. 2021, Fig. 3) on captioned images from `demo_world.shapes_datamodule`. Light pixel noise on the
 images keeps it usable on the noisy x0 predictions Blended Diffusion guides. Exported with
-`editing.clip.save_clip` to `<output_dir>/clip` (open_clip's local folder layout).
+`editing.models.clip.save_clip` to `<output_dir>/clip` (open_clip's local folder layout).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from lightning.pytorch import LightningModule
 from open_clip.tokenizer import HFTokenizer
 from torch import Tensor
 
-from editing.clip import ClipModel, build_clip, save_clip
-from editing.vocab import build_clip_tokenizer
-from editing.world.vocabulary import WORDS
+from demo_world.tokenizer_vocab import build_clip_tokenizer
+from demo_world.vocabulary import WORDS
+from editing.models.clip import ClipModel, build_clip, save_clip
 from lightning_modules.base import warmup_cosine
 
 
@@ -102,7 +102,7 @@ class PretrainClipStage(LightningModule):
         self.image_noise = float(image_noise)
         self.clip = demo_clip(**(arch or {}))
         if init_from:  # continue from a saved CLIP (a second, lower-lr phase)
-            from editing.clip import load_clip
+            from editing.models.clip import load_clip
 
             trained = load_clip(init_from)
             self.clip.model.load_state_dict(trained.model.state_dict())

@@ -15,13 +15,13 @@ import hashlib
 import torch
 from torch import Tensor, nn
 
-from editing.artifacts import check_weights, load_artifact, make_metadata, model_metadata
+from editing.diffusion.objectives import denoising_loss
 from editing.editors.imagic import sample_interpolations
 from editing.errors import UserInputError, require_text
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
-from editing.objectives import denoising_loss
-from editing.weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
+from editing.io.artifacts import check_weights, load_artifact, make_metadata, model_metadata
+from editing.io.edit_inputs import Inputs
+from editing.models.diffusion_model import DiffusionModel
+from editing.models.unet_weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
 from lightning_modules.base import StageModule, log_if_due, make_optimizer
 
 

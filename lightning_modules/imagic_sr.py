@@ -9,7 +9,7 @@ at the SR resolution), each step
        (seed, rank, step) (the SR works at its own resolution, so it draws its own noise);
     2. u_s = sqrt(a'_s) upsample(x_low) + sqrt(1 - a'_s) eps_aug at the inference noise level s;
     3. L = || eps - f_sr(concat[x_t, u_s], t, e_tgt, s) ||^2 with x_t = sqrt(a_t) x + sqrt(1 - a_t) eps
-       (`editing.objectives.denoising_loss`; for learned-variance UNets only the eps half: the
+       (`editing.diffusion.objectives.denoising_loss`; for learned-variance UNets only the eps half: the
        variance half gets no gradient).
 
 It needs no earlier artifact (e_tgt = text_encoder(target text)), so it can run beside the base
@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from editing.artifacts import make_metadata
-from editing.cascade import require_sr, sr_metadata, super_resolve
+from editing.diffusion.objectives import denoising_loss
 from editing.errors import UserInputError, require_text
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
-from editing.objectives import denoising_loss
-from editing.weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
+from editing.io.artifacts import make_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing.models.cascade import require_sr, sr_metadata, super_resolve
+from editing.models.diffusion_model import DiffusionModel
+from editing.models.unet_weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
 from lightning_modules.base import StageModule, log_if_due, make_optimizer
 
 _SR_STREAM = 0x5352  # tags the SR stage's draws apart from the base stages' (same seed)

@@ -3,7 +3,7 @@
 One Lightning training step per DDIM timestep, so the progress bar counts timesteps, the logger
 records each step's loss and inner iterations used, and a checkpoint taken between steps resumes
 exactly (the pivot, the trajectory so far and the null embeddings are part of it). The algorithm
-itself is `editing.null_text` (Lightning-free).
+itself is `editing.inversion.null_text` (Lightning-free).
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from editing.artifacts import make_metadata
-from editing.ddim import make_schedule
+from editing.diffusion.ddim import make_schedule
 from editing.errors import UserInputError, check_range, require_text
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
-from editing.null_text import NullTextSettings, optimize_step, pivot
+from editing.inversion.null_text import NullTextSettings, optimize_step, pivot
+from editing.io.artifacts import make_metadata
+from editing.io.edit_inputs import Inputs
+from editing.models.diffusion_model import DiffusionModel
 from lightning_modules.base import StageModule, log_if_due
 
 

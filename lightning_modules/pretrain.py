@@ -1,7 +1,7 @@
 """Pretraining the demo model on the shapes world (`python train.py stage=pretrain_demo`).
 
-The objective is the same denoising loss Imagic fine-tunes with (`editing.objectives`), here over
-captioned images from `datamodules.shapes`, training the UNet and the text encoder together, with
+The objective is the same denoising loss Imagic fine-tunes with (`editing.diffusion.objectives`), here over
+captioned images from `demo_world.shapes_datamodule`, training the UNet and the text encoder together, with
 caption dropout (the unconditional model for classifier-free guidance is the empty caption), min-SNR
 loss weighting, linear warm-up, and an exponential moving average of the weights, which is what gets
 exported (a diffusers folder, `<output_dir>/model`).
@@ -16,9 +16,9 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
-from editing.objectives import denoising_loss
+from editing.diffusion.objectives import denoising_loss
+from editing.io.edit_inputs import Inputs
+from editing.models.diffusion_model import DiffusionModel
 from lightning_modules.base import warmup_cosine
 
 
@@ -26,7 +26,7 @@ class PretrainDemoStage(LightningModule):
     """Train a text-to-image `DiffusionModel` from scratch on captioned images.
 
     Args:
-        model: the freshly built model (`editing.demo_model.build_demo_model`).
+        model: the freshly built model (`demo_world.demo_model.build_demo_model`).
         inputs: unused (the data come from the shapes datamodule); kept for the stage interface.
         num_steps: optimisation steps.
         batch_size: images per step (set on the datamodule; recorded here).
@@ -123,13 +123,13 @@ class PretrainDemoStage(LightningModule):
         return Path(output_dir) / "model"
 
     def export(self, output_dir: str | Path) -> Path:
-        from editing.loading import save_model
+        from editing.models.loading import save_model
 
         return save_model(self.ema_model(), self.artifact_path(output_dir))
 
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
-        from editing.sampling import initial_noise, sample
+        from editing.diffusion.sampling import initial_noise, sample
 
         model = self.ema_model()
         prompts = [
@@ -153,7 +153,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
 
         python -m lightning_modules.pretrain runs/demo/checkpoints/pretrain_demo/last.ckpt OUT
     """
-    from editing.demo_model import build_demo_model
+    from demo_world.demo_model import build_demo_model
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     stage = PretrainDemoStage(build_demo_model())

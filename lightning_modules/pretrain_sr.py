@@ -25,13 +25,13 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from datamodules.shapes import ShapesDataModule, ShapesStream
-from editing.demo_sr import build_demo_sr
-from editing.inputs import Inputs
-from editing.models import DiffusionModel
-from editing.objectives import denoising_loss
-from editing.world.render import render
-from editing.world.scene import caption, sample_scene
+from demo_world.demo_sr import build_demo_sr
+from demo_world.render import render
+from demo_world.scene import caption, sample_scene
+from demo_world.shapes_datamodule import ShapesDataModule, ShapesStream
+from editing.diffusion.objectives import denoising_loss
+from editing.io.edit_inputs import Inputs
+from editing.models.diffusion_model import DiffusionModel
 from lightning_modules.base import warmup_cosine
 
 
@@ -80,7 +80,7 @@ class PretrainDemoSRStage(LightningModule):
         num_steps, batch_size, lr, warmup_steps, weight_decay, caption_dropout, snr_gamma,
             ema_decay: as `PretrainDemoStage`.
         noise_level_max: augmentation levels are drawn from U{0..noise_level_max}.
-        arch: keyword arguments of `editing.demo_sr.build_demo_sr` (resolution, channels, ...).
+        arch: keyword arguments of `demo_world.demo_sr.build_demo_sr` (resolution, channels, ...).
     """
 
     stage = "pretrain_demo_sr"
@@ -157,13 +157,13 @@ class PretrainDemoSRStage(LightningModule):
         return Path(output_dir) / "sr"
 
     def export(self, output_dir: str | Path) -> Path:
-        from editing.loading import save_sr_model
+        from editing.models.loading import save_sr_model
 
         return save_sr_model(self.ema_sr(), self.artifact_path(output_dir))
 
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
-        from editing.cascade import super_resolve
+        from editing.models.cascade import super_resolve
 
         stream = ShapesPairStream(self.sr.resolution, self.model.resolution, seed=12345)
         pairs = [stream.sample(k) for k in range(2)]

@@ -36,7 +36,7 @@ $PY evaluate.py "${common[@]}" method=blended output_dir="$OUT/blended" \
 # One table over every method (OUT/summary.csv) and the editability-fidelity plots (OUT/plots/).
 $PY evaluate.py "${common[@]}" output_dir="$OUT" summarize_only=true plot=true
 
-$PY -m editing.evaluation.quality_bars imagic "$OUT/imagic"
-$PY -m editing.evaluation.quality_bars null_text "$OUT/p2p_null_text" "$OUT/p2p_ddim"
-$PY -m editing.evaluation.quality_bars direct_inversion "$OUT/direct_inversion"
-$PY -m editing.evaluation.quality_bars blended "$OUT/blended"
+$PY -m editing_app.evaluation.quality_bars imagic "$OUT/imagic"
+$PY -m editing_app.evaluation.quality_bars null_text "$OUT/p2p_null_text" "$OUT/p2p_ddim"
+$PY -m editing_app.evaluation.quality_bars direct_inversion "$OUT/direct_inversion"
+$PY -m editing_app.evaluation.quality_bars blended "$OUT/blended"

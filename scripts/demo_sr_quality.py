@@ -25,9 +25,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from demo_world import judge, read_image  # noqa: E402
+from demo_world.suite import make_suite  # noqa: E402
 from editing.metrics import psnr  # noqa: E402
-from editing.world import judge, read_image  # noqa: E402
-from editing.world.suite import make_suite  # noqa: E402
 
 MODES = ("finetuned", "pretrained", "none")
 TRAIN = [

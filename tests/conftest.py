@@ -24,14 +24,14 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from editing.tiny import build_tiny_model
+    from demo_world.tiny import build_tiny_model
 
     return build_tiny_model()
 
 
 @pytest.fixture(scope="session")
 def tiny_v_model():
-    from editing.tiny import build_tiny_model
+    from demo_world.tiny import build_tiny_model
 
     return build_tiny_model(prediction_type="v_prediction")
 

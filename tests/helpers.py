@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from editing_app.configs import CONFIG_DIR, compose_config
 
-from hydra import compose, initialize_config_dir
-
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-
-
-def compose_config(name: str, overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIGS, version_base=None):
-        return compose(config_name=name, overrides=overrides)
+CONFIGS = str(CONFIG_DIR)
+__all__ = ["CONFIGS", "compose_config", "fit_stage"]
 
 
 def fit_stage(module, model, inputs, steps: int, precision: str = "32-true"):
     """Fit `module` for `steps` steps on the single-image datamodule, quietly, on CPU."""
     from lightning.pytorch import Trainer
 
-    from train import build_datamodule
+    from editing_app.training import build_datamodule
 
     dm = build_datamodule({}, module, model, inputs)
     trainer = Trainer(

@@ -15,7 +15,7 @@ loop calls `begin_step(i, N)` before each UNet call and `end_step(x)` after each
 from editing.attention.alignment import align, refinement_mapper
 from editing.attention.blend import LocalBlend
 from editing.attention.controller import AttentionController, ComposedController
-from editing.attention.edit import AttentionEdit
+from editing.attention.edit_base import AttentionEdit
 from editing.attention.processor import ControlledAttnProcessor, attention_control
 from editing.attention.refine import AttentionRefine
 from editing.attention.replace import AttentionReplace

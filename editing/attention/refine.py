@@ -16,7 +16,7 @@ from torch import Tensor
 
 from editing.attention.alignment import refinement_mapper
 from editing.attention.blend import LocalBlend
-from editing.attention.edit import AttentionEdit, Window
+from editing.attention.edit_base import AttentionEdit, Window
 from editing.attention.words import token_ids
 
 

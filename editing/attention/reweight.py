@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from editing.attention.blend import LocalBlend
-from editing.attention.edit import AttentionEdit, Window
+from editing.attention.edit_base import AttentionEdit, Window
 from editing.attention.words import word_indices
 
 

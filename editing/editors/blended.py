@@ -3,11 +3,11 @@
 `python edit.py method=blended image=IMG mask=MASK target_prompt=T`, for pixel-space models.
 
 From the noised input x_k ~ q(x_k | x0) (k: `num_timesteps - skip_timesteps` steps before the end
-of a respaced DDPM chain, `editing.ddpm`), every step t of Algorithm 2 (the paper's method) does
+of a respaced DDPM chain, `editing.diffusion.ddpm`), every step t of Algorithm 2 (the paper's method) does
 
     1. eps = eps_theta(x_t, t); x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
     2. L = CLIP guidance on x_in = x0_hat s + x_t (1 - s), s = sqrt(1 - a_t), masked, N augmented
-       copies (+ range loss on x0_hat); g = dL/dx_t through the UNet   (`editing.clip_guidance`)
+       copies (+ range loss on x0_hat); g = dL/dx_t through the UNet   (`editing.editors.blended_guidance`)
     3. x_fg ~ N(mu~(x_t, x0_hat) - Sigma g, Sigma)                       (DDPM eq. 7, guided mean)
     4. x_bg ~ q(x_{t-1} | x0), the source noised to the new level
     5. x_{t-1} = x_fg ⊙ m + x_bg ⊙ (1 - m)
@@ -31,7 +31,15 @@ import math
 import torch
 from torch import Tensor
 
-from editing.clip_guidance import (
+from editing.diffusion.ddim import add_noise, ddim_step, predict_x0
+from editing.diffusion.ddpm import (
+    DDPMSchedule,
+    ddpm_sample,
+    make_ddpm_schedule,
+    model_variance,
+    posterior_mean,
+)
+from editing.editors.blended_guidance import (
     ExtendingAugmentations,
     background_loss,
     clip_loss,
@@ -40,18 +48,10 @@ from editing.clip_guidance import (
     range_loss,
     resize_for_clip,
 )
-from editing.ddim import add_noise, ddim_step, predict_x0
-from editing.ddpm import (
-    DDPMSchedule,
-    ddpm_sample,
-    make_ddpm_schedule,
-    model_variance,
-    posterior_mean,
-)
 from editing.errors import UserInputError, check_range, require_text
-from editing.inputs import Inputs
-from editing.masks import prepare_mask
-from editing.outputs import EditResult
+from editing.io.edit_inputs import Inputs
+from editing.io.masks import prepare_mask
+from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class BlendedSampler:
         self.clip_mask = resize_for_clip(mask, clip.image_size) if clip is not None else None
         self.lpips = None
         if self.bg_lambda:
-            from editing.lpips_weights import make_lpips
+            from editing.models.lpips_weights import make_lpips
 
             self.lpips = make_lpips("vgg", x0.device)  # the reference's LPIPS backbone
 

@@ -8,7 +8,7 @@ from the model itself (classifier-free guidance) instead of CLIP:
     0. z0 = E(x0); m_lat = the mask downsampled to the latent size
     1. z ~ q(z_k | z0): the *noised source latent* at `strength` (the reference script starts from
        pure noise, which drifts from the source; its issue #12)
-    for every DDIM step t -> s (`editing.ddim`):
+    for every DDIM step t -> s (`editing.diffusion.ddim`):
     2. eps = eps_u + w (eps_c - eps_u) on the target prompt; z_fg = DDIM(z, eps, a_t, a_s)
     3. z_bg ~ q(z_s | z0), the source latent noised to the new level (the clean z0 after the last
        step)
@@ -27,14 +27,14 @@ import logging
 import torch
 from torch import Tensor
 
-from editing.clip_guidance import load_guidance_clip, masked_clip_distance
-from editing.ddim import DDIMSchedule, add_noise, ddim_step, make_schedule
+from editing.diffusion.cfg import guided_eps
+from editing.diffusion.ddim import DDIMSchedule, add_noise, ddim_step, make_schedule
 from editing.editors.blended import candidate_generators, randn_candidates, ranked_results
+from editing.editors.blended_guidance import load_guidance_clip, masked_clip_distance
 from editing.errors import UserInputError, check_range, require_text
-from editing.guidance import guided_eps
-from editing.inputs import Inputs
-from editing.masks import downsample_mask, prepare_mask, shrinking_masks
-from editing.outputs import EditResult
+from editing.io.edit_inputs import Inputs
+from editing.io.masks import downsample_mask, prepare_mask, shrinking_masks
+from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
 

@@ -5,20 +5,20 @@ latents themselves; this is the noise-merge method of Elarabawy et al.
 
 1. DDIM-invert z0 = E(x) (VAE posterior mean) conditioned on the inversion prompt ("" by default)
    without guidance, recording eps_inv at every inversion step; the end point is x_T
-   (`editing.inversion_cache`; cached as `checkpoint_dir/direct_inversion.safetensors`).
+   (`editing.inversion.cache`; cached as `checkpoint_dir/direct_inversion.safetensors`).
 2. Run the reverse process from x_T (or from fresh seeded noise) with classifier-free guidance on
    the target text. At sampling step i, while i < stop_step and i % inject_every == 0, merge the
    recorded noise of the matching timestep ("noise merge lambda", the paper's Sec. 3):
        linear:              eps = (1 - lambda) eps_cfg + lambda eps_inv[i]
        variance_preserving: eps = (lambda eps_inv[i] + (1 - lambda) eps_cfg)
                                   / sqrt(lambda^2 + (1 - lambda)^2)   (reference code, commented out)
-   then a deterministic DDIM step (`editing.ddim.ddim_step`).
+   then a deterministic DDIM step (`editing.diffusion.ddim.ddim_step`).
 
 lambda = 1 at every step replays the inversion backwards and reconstructs z0 (exact inverse of
 DDIM with the same eps); lambda = 0 is plain guided DDIM sampling from x_T. Defaults are the
 reference notebook's: guidance 3, lambda 0.5, 100 inversion + 100 inference steps, injection at
 every step. Two fixes to the reference: inversion and sampling use the same timestep labels (the
-reference's were offset by one; see `editing.ddim.DDIMSchedule`), and the image is encoded with
+reference's were offset by one; see `editing.diffusion.ddim.DDIMSchedule`), and the image is encoded with
 the VAE's posterior mean instead of an unseeded posterior sample.
 
 Step counts that differ: sampling step i uses the recorded eps of the inversion timestep nearest
@@ -28,7 +28,7 @@ more inference than inversion steps the unreachable top steps are skipped (logge
 counts the two schedules are identical.
 
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with the
-target text by the pretrained SR stage (`editing.cascade.super_resolve_results`).
+target text by the pretrained SR stage (`editing.models.cascade.super_resolve_results`).
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ import logging
 import torch
 from torch import Tensor
 
-from editing.cascade import super_resolve_results
-from editing.ddim import DDIMSchedule, ddim_step, make_schedule
+from editing.diffusion.cfg import guided_eps
+from editing.diffusion.ddim import DDIMSchedule, ddim_step, make_schedule
+from editing.diffusion.sampling import initial_noise
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range, require_text
-from editing.guidance import guided_eps
-from editing.inputs import Inputs
-from editing.inversion_cache import load_or_invert
-from editing.outputs import EditResult
-from editing.sampling import initial_noise
+from editing.inversion.cache import load_or_invert
+from editing.io.edit_inputs import Inputs
+from editing.io.outputs import EditResult
+from editing.models.cascade import super_resolve_results
 
 log = logging.getLogger(__name__)
 

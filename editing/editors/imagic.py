@@ -24,13 +24,19 @@ import logging
 import torch
 from torch import Tensor
 
-from editing.artifacts import Artifact, check_weights, load_artifact, model_metadata
-from editing.cascade import SR_CHOICES, require_sr, sr_metadata, super_resolve, upscale_output
+from editing.diffusion.sampling import initial_noise, sample
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range
-from editing.inputs import Inputs
-from editing.outputs import EditResult
-from editing.sampling import initial_noise, sample
-from editing.weights import finetuned_unet, has_unet_weights
+from editing.io.artifacts import Artifact, check_weights, load_artifact, model_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.outputs import EditResult
+from editing.models.cascade import (
+    SR_CHOICES,
+    require_sr,
+    sr_metadata,
+    super_resolve,
+    upscale_output,
+)
+from editing.models.unet_weights import finetuned_unet, has_unet_weights
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ computed once for all of them. Inversions:
 - `negative_prompt`: DDIM inversion with the source-prompt embedding as the null embedding at every
   step (Miyake et al. 2023), optimisation-free.
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with its
-own prompt by the pretrained SR stage (`editing.cascade.super_resolve_results`). Models whose
+own prompt by the pretrained SR stage (`editing.models.cascade.super_resolve_results`). Models whose
 attention is not plain softmax attention (DeepFloyd IF's joint self/cross "added KV" attention) are
 refused: Prompt-to-Prompt's maps are not defined there.
 """
@@ -23,16 +23,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from editing.artifacts import check_weights, load_artifact, model_metadata
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.processor import STANDARD_PROCESSORS
-from editing.cascade import super_resolve_results
-from editing.ddim import DDIMSchedule, make_schedule
+from editing.diffusion.ddim import DDIMSchedule, make_schedule
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError, as_float_list, as_int_list, require_text
-from editing.inputs import Inputs
-from editing.null_text import pivot
-from editing.outputs import EditResult
+from editing.inversion.null_text import pivot
+from editing.io.artifacts import check_weights, load_artifact, model_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.outputs import EditResult
+from editing.models.cascade import super_resolve_results
 
 INVERSIONS = ("null_text", "ddim", "negative_prompt")
 

@@ -6,7 +6,7 @@ source and its K edits run as one batch (the source branch is computed once and 
 edits), and at each step
 
     eps = eps_theta(x_t, t, null_t) + w (eps_theta(x_t, t, C) - eps_theta(x_t, t, null_t))
-    x_{t-1} = DDIM(x_t, eps)                       (editing.ddim.ddim_step)
+    x_{t-1} = DDIM(x_t, eps)                       (editing.diffusion.ddim.ddim_step)
     x*_{t-1} = LocalBlend(x_{t-1}, x*_{t-1})       (the controller's step hook)
 
 with the attention controller rewriting the edited branches' attention maps inside eps_theta.
@@ -21,8 +21,8 @@ from torch import Tensor
 
 from editing.attention.controller import AttentionController
 from editing.attention.processor import attention_control
-from editing.ddim import DDIMSchedule, ddim_step
-from editing.models import DiffusionModel
+from editing.diffusion.ddim import DDIMSchedule, ddim_step
+from editing.models.diffusion_model import DiffusionModel
 
 
 def _uncond_per_step(

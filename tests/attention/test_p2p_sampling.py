@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor
 
+from demo_world.tiny import build_tiny_model
 from editing.attention import (
     AttentionController,
     AttentionRefine,
@@ -16,10 +17,9 @@ from editing.attention import (
     LocalBlend,
     word_indices,
 )
-from editing.ddim import ddim_sample, make_schedule
+from editing.diffusion.ddim import ddim_sample, make_schedule
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError
-from editing.tiny import build_tiny_model
 
 STEPS = 6
 W = 7.5

@@ -6,9 +6,9 @@ import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
+from demo_world.tiny import build_tiny_model
 from editing.attention import AttentionController, AttentionStore, attention_control
 from editing.attention.site import map_level
-from editing.tiny import build_tiny_model
 
 
 class EveryLayer(AttentionController):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.attention import (
     AttentionRefine,
     AttentionReplace,
@@ -17,7 +18,6 @@ from editing.attention import (
 from editing.attention.alignment import differing_words
 from editing.attention.words import token_ids, token_spans
 from editing.errors import UserInputError
-from editing.vocab import build_clip_tokenizer
 
 
 @pytest.fixture(scope="module")

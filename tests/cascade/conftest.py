@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_if():
-    from editing.tiny_if import build_tiny_if
+    from demo_world.tiny_if import build_tiny_if
 
     return build_tiny_if()

@@ -7,9 +7,9 @@ import pytest
 import torch
 from helpers import compose_config
 
+from demo_world.render import render
+from demo_world.scene import caption, sample_scene
 from editing.errors import UserInputError
-from editing.world.render import render
-from editing.world.scene import caption, sample_scene
 from lightning_modules.pretrain_sr import ShapesPairStream
 
 
@@ -26,9 +26,9 @@ def test_pairs_are_two_renders_of_one_scene():
 
 
 def test_pretrain_demo_sr_exports_a_loadable_cascade(tmp_path):
-    from editing.demo_model import build_demo_model
-    from editing.demo_sr import load_demo_cascade
-    from editing.loading import save_model
+    from demo_world.demo_model import build_demo_model
+    from demo_world.demo_sr import load_demo_cascade
+    from editing.models.loading import save_model
     from train import train
 
     cfg = compose_config(

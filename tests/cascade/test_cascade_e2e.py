@@ -7,12 +7,12 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
-from editing.cascade import upscale_output, with_sr
+from demo_world.tiny_if import build_tiny_if
 from editing.editors.imagic import ImagicEditor
 from editing.errors import UserInputError
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.tiny_if import build_tiny_if
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing.models.cascade import upscale_output, with_sr
 
 QUICK = ["base_model=tiny_if", "trainer=cpu", "callbacks=none", "logger=none"]
 
@@ -133,7 +133,7 @@ def test_deepfloyd_if_config_loads_saved_folders_and_reuses_the_artifacts(traine
     """base_model=deepfloyd_if path=... sr_path=...: IF's loading path (T5, DDPM->DDIM scheduler
     conversion, image-noising scheduler) on a saved tiny IF cascade; same identities, so the
     artifacts trained on base_model=tiny_if apply."""
-    from editing.loading import save_model, save_sr_model
+    from editing.models.loading import save_model, save_sr_model
 
     model = build_tiny_if()
     save_model(model, tmp_path / "IF-I")

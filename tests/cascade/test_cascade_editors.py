@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editing.cascade import with_sr
-from editing.demo_sr import build_demo_sr
+from demo_world.demo_sr import build_demo_sr
+from demo_world.tiny import build_tiny_model
 from editing.editors.blended import BlendedEditor
 from editing.editors.direct_inversion import DirectInversionEditor
 from editing.editors.null_text_p2p import NullTextP2PEditor
 from editing.errors import UserInputError
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.tiny import build_tiny_model
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing.models.cascade import with_sr
 
 
 def _inputs(image_path, resolution=16, **kw):

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing.cascade import super_resolve, upscale_output
+from demo_world.tiny_if import build_tiny_if
+from editing.diffusion.objectives import denoising_loss
+from editing.diffusion.sampling import sample
 from editing.errors import UserInputError
-from editing.loading import load_model, save_model, save_sr_model
-from editing.objectives import denoising_loss
-from editing.sampling import sample
-from editing.tiny_if import build_tiny_if
+from editing.models.cascade import super_resolve, upscale_output
+from editing.models.loading import load_model, save_model, save_sr_model
 
 
 def _randn(*shape, seed=0):

@@ -6,12 +6,12 @@ import pytest
 import torch
 from helpers import fit_stage
 
-from editing.artifacts import load_artifact, model_metadata
-from editing.cascade import sr_metadata, with_sr
 from editing.errors import UserInputError
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.weights import finetuned_unet
+from editing.io.artifacts import load_artifact, model_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing.models.cascade import sr_metadata, with_sr
+from editing.models.unet_weights import finetuned_unet
 from lightning_modules.imagic_sr import ImagicSRFinetuneStage, sr_step_draws
 
 

@@ -39,9 +39,9 @@ def test_tiny_and_huge_images(tmp_path, monkeypatch):
     assert "only 5x5 pixels" in _train(
         tmp_path, "stage=imagic_embed", f"image={tmp_path / 'tiny.png'}", "target_prompt=a cat"
     )
-    import editing.images
+    import editing.io.images
 
-    monkeypatch.setattr(editing.images, "MAX_PIXELS", 64 * 64)
+    monkeypatch.setattr(editing.io.images, "MAX_PIXELS", 64 * 64)
     Image.new("RGB", (100, 100)).save(tmp_path / "huge.png")
     assert "downscale it" in _train(
         tmp_path, "stage=imagic_embed", f"image={tmp_path / 'huge.png'}", "target_prompt=a cat"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from test_train_edit_cli import run
 
-from editing.artifacts import load_artifact
+from editing.io.artifacts import load_artifact
 
 ARGS = [
     "stage=imagic_embed",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from editing.clip import load_clip
-from editing.demo_model import DEMO_MODEL_DIR, load_demo_model
-from editing.sampling import initial_noise, sample
-from editing.world import read_image
-from editing.world.zero_shot import attribute_retrieval
+from demo_world import read_image
+from demo_world.demo_model import DEMO_MODEL_DIR, load_demo_model
+from demo_world.zero_shot import attribute_retrieval
+from editing.diffusion.sampling import initial_noise, sample
+from editing.models.clip import load_clip
 
 CLIP_DIR = DEMO_MODEL_DIR.parent / "clip"
 

@@ -12,7 +12,7 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
-from editing.artifacts import load_artifact
+from editing.io.artifacts import load_artifact
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["base_model=tiny", "trainer=cpu", "callbacks=none", "logger=none"]

@@ -10,14 +10,14 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
-from editing.clip import build_clip, load_clip, save_clip
-from editing.ddim import ddim_step
-from editing.ddpm import make_ddpm_schedule
+from editing.diffusion.ddim import ddim_step
+from editing.diffusion.ddpm import make_ddpm_schedule
 from editing.editors.blended import BlendedEditor, BlendedSampler, candidate_generators
 from editing.errors import UserInputError
-from editing.images import from_uint8
-from editing.inputs import Inputs
-from editing.masks import dilate_mask, outpaint_canvas
+from editing.io.edit_inputs import Inputs
+from editing.io.images import from_uint8
+from editing.io.masks import dilate_mask, outpaint_canvas
+from editing.models.clip import build_clip, load_clip, save_clip
 
 TINY_CLIP = {
     "embed_dim": 16,
@@ -29,7 +29,7 @@ R = 16
 
 @pytest.fixture(scope="module")
 def model():
-    from editing.tiny import build_tiny_model
+    from demo_world.tiny import build_tiny_model
 
     return build_tiny_model(latent=False, resolution=R)
 
@@ -238,7 +238,7 @@ def test_refusals(model, clip_dir, tiny_model):
 def test_demo_clip_config_points_at_the_shipped_folder_or_says_it_is_missing():
     from omegaconf import OmegaConf
 
-    from editing.clip_guidance import PROJECT_ROOT, load_guidance_clip
+    from editing.editors.blended_guidance import PROJECT_ROOT, load_guidance_clip
 
     cfg = OmegaConf.load(PROJECT_ROOT / "configs" / "clip" / "demo.yaml")
     assert cfg.path == "assets/demo/clip"

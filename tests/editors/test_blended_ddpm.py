@@ -1,4 +1,4 @@
-"""DDPM respacing and posterior (editing/ddpm.py): exact against the definitions and diffusers."""
+"""DDPM respacing and posterior (editing/diffusion/ddpm.py): exact against the definitions and diffusers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from editing.ddpm import (
+from editing.diffusion.ddpm import (
     ddpm_sample,
     make_ddpm_schedule,
     model_variance,

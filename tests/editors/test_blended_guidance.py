@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from editing.clip import build_clip, spherical_distance
-from editing.clip_guidance import (
+from editing.editors.blended_guidance import (
     ExtendingAugmentations,
     background_loss,
     clip_loss,
@@ -17,7 +16,8 @@ from editing.clip_guidance import (
     resize_for_clip,
     warp,
 )
-from editing.masks import dilate_mask
+from editing.io.masks import dilate_mask
+from editing.models.clip import build_clip, spherical_distance
 
 TINY_CLIP = {
     "embed_dim": 16,
@@ -101,7 +101,7 @@ def test_range_and_background_losses():
     assert range_loss(x).tolist() == pytest.approx([4.0 / 192, 0.0])
     x0 = torch.rand(1, 3, 16, 16) * 2 - 1
     mask = _blob_mask(16)
-    from editing.lpips_weights import make_lpips
+    from editing.models.lpips_weights import make_lpips
 
     lpips = make_lpips("vgg")
     same = x0.expand(2, -1, -1, -1).clone()

@@ -11,13 +11,13 @@ import torch
 from helpers import compose_config
 from PIL import Image
 
-from editing.clip import build_clip, save_clip
-from editing.ddim import make_schedule
+from editing.diffusion.ddim import make_schedule
 from editing.editors.blended_latent import BlendedLatentEditor
 from editing.errors import UserInputError
-from editing.images import from_uint8
-from editing.inputs import Inputs
-from editing.masks import dilate_mask, downsample_mask
+from editing.io.edit_inputs import Inputs
+from editing.io.images import from_uint8
+from editing.io.masks import dilate_mask, downsample_mask
+from editing.models.clip import build_clip, save_clip
 
 TINY_CLIP = {
     "embed_dim": 16,
@@ -125,8 +125,8 @@ def test_clip_ranking_sorts_by_the_reported_score(tiny_model, clip_dir):
     )
     scores = [r.score for r in results]
     assert None not in scores and scores == sorted(scores)
-    from editing.clip import load_clip
-    from editing.clip_guidance import masked_clip_distance
+    from editing.editors.blended_guidance import masked_clip_distance
+    from editing.models.clip import load_clip
 
     clip = load_clip(clip_dir)
     images = torch.stack([r.image for r in results])
@@ -135,7 +135,7 @@ def test_clip_ranking_sorts_by_the_reported_score(tiny_model, clip_dir):
 
 
 def test_refusals(tiny_model):
-    from editing.tiny import build_tiny_model
+    from demo_world.tiny import build_tiny_model
 
     with pytest.raises(UserInputError, match="use method=blended"):
         _editor()(build_tiny_model(latent=False, resolution=16), _inputs())

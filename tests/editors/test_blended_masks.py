@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from editing.errors import UserInputError
-from editing.masks import (
+from editing.io.masks import (
     check_mask,
     dilate_mask,
     downsample_mask,

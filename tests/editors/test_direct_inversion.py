@@ -11,8 +11,9 @@ from helpers import compose_config
 from PIL import Image
 
 import editing.editors.direct_inversion as di
-from editing.artifacts import read_metadata
-from editing.ddim import DDIMSchedule, ddim_step, make_schedule
+from editing.diffusion.cfg import guided_eps
+from editing.diffusion.ddim import DDIMSchedule, ddim_step, make_schedule
+from editing.diffusion.sampling import sample
 from editing.editors.direct_inversion import (
     DirectInversionEditor,
     direct_inversion_sample,
@@ -22,11 +23,10 @@ from editing.editors.direct_inversion import (
     sampling_schedule,
 )
 from editing.errors import UserInputError
-from editing.guidance import guided_eps
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.inversion_cache import load_or_invert
-from editing.sampling import sample
+from editing.inversion.cache import load_or_invert
+from editing.io.artifacts import read_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
 
 STAGE = "direct_inversion"
 

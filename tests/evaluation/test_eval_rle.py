@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from editing.evaluation.rle import RleMask, decode_rle, encode_rle
+from editing_app.evaluation.rle import RleMask, decode_rle, encode_rle
 
 
 def test_decode_by_hand():

@@ -12,8 +12,8 @@ import torch
 from helpers import compose_config
 
 from editing.editors.direct_inversion import DirectInversionEditor
-from editing.evaluation.runner import run_suite
-from editing.evaluation.summary import load_rows
+from editing_app.evaluation.runner import run_suite
+from editing_app.evaluation.summary import load_rows
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_CLIP = {
@@ -30,7 +30,7 @@ ORACLE = {"success", "preserved"} | {
 
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
-    from editing.clip import build_clip, save_clip
+    from editing.models.clip import build_clip, save_clip
 
     torch.manual_seed(0)
     return str(save_clip(build_clip(TINY_CLIP), tmp_path_factory.mktemp("clip")))
@@ -171,7 +171,7 @@ def test_null_text_stage_per_case_and_reconstruction_rows(tmp_path):
         assert recon["kind"] == "reconstruction" and recon["is_reconstruction"]
         assert recon["reconstruction_psnr"] == recon["psnr"] and recon["success"] is None
         assert edit["train.num_inner_steps"] == 2 and edit["param.inversion"] == "null_text"
-    from editing.evaluation.plots import make_plots
+    from editing_app.evaluation.plots import make_plots
 
     written = make_plots(out)
     assert out / "plots" / "reconstruction_psnr.png" in written

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from editing.errors import UserInputError
-from editing.evaluation.case_inputs import case_inputs, case_mask
-from editing.evaluation.piebench import piebench_suite, split_brackets
-from editing.evaluation.rle import RleMask
-from editing.evaluation.suites import demo_suite, select_shard
-from editing.evaluation.tedbench import tedbench_suite
+from editing_app.evaluation.case_inputs import case_inputs, case_mask
+from editing_app.evaluation.piebench import piebench_suite, split_brackets
+from editing_app.evaluation.rle import RleMask
+from editing_app.evaluation.suites import demo_suite, select_shard
+from editing_app.evaluation.tedbench import tedbench_suite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TED, PIE = FIXTURES / "tedbench", FIXTURES / "piebench"
@@ -135,7 +135,7 @@ def test_shards_are_round_robin_and_cover_every_case():
 
 
 def test_case_inputs_preprocess_like_load_image(tmp_path):
-    from editing.images import load_image
+    from editing.io.images import load_image
 
     (cat,) = tedbench_suite(str(TED))[:1]
     inputs = case_inputs(cat, 32, seed=5, checkpoint_dir=tmp_path)

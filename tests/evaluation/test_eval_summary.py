@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from editing.evaluation.records import write_json
-from editing.evaluation.summary import format_table, rebuild, summarize, sweep_keys
+from editing_app.evaluation.records import write_json
+from editing_app.evaluation.summary import format_table, rebuild, summarize, sweep_keys
 
 
 def _row(case, eta, clip, fidelity, psnr, success, preserved, train, edit, edit_type="colour"):

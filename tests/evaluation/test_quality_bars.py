@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from editing.evaluation import quality_bars
+from editing_app.evaluation import quality_bars
 
 
 def _write(folder, rows):

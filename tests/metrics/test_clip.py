@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing.clip import ClipModel, build_clip, load_clip, save_clip, spherical_distance
 from editing.errors import UserInputError
+from editing.models.clip import ClipModel, build_clip, load_clip, save_clip, spherical_distance
 
 # A tiny open_clip architecture (image size 32, one-layer towers), like the project's demo CLIP.
 TINY_CFG = {
@@ -137,7 +137,7 @@ def test_round_trip_keeps_preprocessing(tmp_path):
 def test_round_trip_with_hf_tokenizer(tmp_path):
     from open_clip.tokenizer import HFTokenizer
 
-    from editing.vocab import build_clip_tokenizer
+    from demo_world.tokenizer_vocab import build_clip_tokenizer
 
     build_clip_tokenizer(model_max_length=16).save_pretrained(tmp_path / "tok")
     tokenizer = HFTokenizer(str(tmp_path / "tok"), context_length=16)

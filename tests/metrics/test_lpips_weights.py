@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from editing import lpips_weights as lw
-from editing.lpips_weights import (
+import editing.models.lpips_weights as lw
+from editing.models.lpips_weights import (
     LpipsWeightsUnavailable,
     NumpyOnlyUnpickler,
     backbone_state_dict,

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from editing import metrics as M
-from editing.clip import ClipModel, build_clip
+import editing.metrics as M
+from editing.models.clip import ClipModel, build_clip
 
 TINY_CFG = {
     "embed_dim": 16,

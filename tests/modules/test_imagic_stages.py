@@ -8,12 +8,12 @@ import pytest
 import torch
 from helpers import fit_stage
 
-from editing.artifacts import load_artifact, model_metadata
+from demo_world.tiny import build_tiny_model
 from editing.editors.imagic import interpolate
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.tiny import build_tiny_model
-from editing.weights import finetuned_unet
+from editing.io.artifacts import load_artifact, model_metadata
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing.models.unet_weights import finetuned_unet
 from lightning_modules.imagic import ImagicEmbedStage, ImagicFinetuneStage
 
 

@@ -8,11 +8,11 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import CSVLogger
 
 from callbacks.timing import StepTimer
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.tiny import build_tiny_model
+from demo_world.tiny import build_tiny_model
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
+from editing_app.training import build_datamodule
 from lightning_modules.imagic import ImagicEmbedStage
-from train import build_datamodule
 
 
 def test_loss_and_step_time_are_logged_every_n_steps(image_path, tmp_path):

@@ -7,14 +7,14 @@ import torch
 from helpers import compose_config, fit_stage
 from torch import nn
 
-from editing.artifacts import load_artifact
-from editing.ddim import ddim_sample, ddim_step, make_schedule
+from demo_world.tiny import build_tiny_model
+from editing.diffusion.cfg import guided_eps
+from editing.diffusion.ddim import ddim_sample, ddim_step, make_schedule
 from editing.errors import UserInputError
-from editing.guidance import guided_eps
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.null_text import NullTextSettings, null_text_inversion, optimize_step, pivot
-from editing.tiny import build_tiny_model
+from editing.inversion.null_text import NullTextSettings, null_text_inversion, optimize_step, pivot
+from editing.io.artifacts import load_artifact
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
 from lightning_modules.null_text import NullTextStage
 
 SOURCE = "a red circle"

@@ -10,11 +10,11 @@ import torch
 from helpers import compose_config, fit_stage
 from PIL import Image
 
-from editing.artifacts import load_artifact
+from demo_world.tiny import build_tiny_model
 from editing.errors import UserInputError
-from editing.images import load_image
-from editing.inputs import Inputs
-from editing.tiny import build_tiny_model
+from editing.io.artifacts import load_artifact
+from editing.io.edit_inputs import Inputs
+from editing.io.images import load_image
 
 QUICK = ["base_model=tiny", "trainer=cpu", "logger=none", "callbacks.preview=null"]
 
@@ -81,8 +81,8 @@ def test_null_text_cannot_be_cut_short_silently(image_path, tmp_path):
 
 
 def test_editor_refuses_an_unfinished_inversion(image_path, tmp_path):
-    from editing.artifacts import make_metadata, save_artifact
     from editing.editors.null_text_p2p import NullTextP2PEditor
+    from editing.io.artifacts import make_metadata, save_artifact
 
     model = build_tiny_model()
     meta = make_metadata(

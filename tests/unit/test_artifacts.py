@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from editing.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
 from editing.errors import UserInputError
+from editing.io.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
 
 
 def _tensors():
@@ -44,7 +44,7 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_model):
 
 
 def test_write_is_atomic(tmp_path, tiny_model, monkeypatch):
-    import editing.artifacts as artifacts
+    import editing.io.artifacts as artifacts
 
     path = tmp_path / "a.safetensors"
     meta = make_metadata("imagic_embed", tiny_model)

@@ -1,10 +1,11 @@
-"""Exact properties of the DDIM maths (editing/ddim.py)."""
+"""Exact properties of the DDIM maths (editing/diffusion/ddim.py)."""
 
 from __future__ import annotations
 
 import torch
 
-from editing.ddim import (
+from demo_world.tiny import sd_scheduler
+from editing.diffusion.ddim import (
     add_noise,
     ddim_invert,
     ddim_sample,
@@ -14,7 +15,6 @@ from editing.ddim import (
     predict_x0,
     v_target,
 )
-from editing.tiny import sd_scheduler
 
 
 def test_step_then_inverse_step_is_identity():
@@ -111,9 +111,9 @@ def test_real_unet_inversion_error_shrinks_with_more_steps(tiny_model):
 def test_sample_with_clip_x0_keeps_predictions_in_range(monkeypatch):
     # Every DDIM step's implied x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) lies in [-1, 1] with
     # clip_x0; a random tiny pixel model's raw predictions do not.
-    import editing.sampling as sampling
-    from editing.sampling import initial_noise, sample
-    from editing.tiny import build_tiny_model
+    import editing.diffusion.sampling as sampling
+    from demo_world.tiny import build_tiny_model
+    from editing.diffusion.sampling import initial_noise, sample
 
     seen: list[float] = []
     real_step = sampling.ddim_step

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from editing.errors import UserInputError
-from editing.images import load_image, load_mask, to_rgb, to_uint8
+from editing.io.images import load_image, load_mask, to_rgb, to_uint8
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F", "1"])
@@ -63,7 +63,7 @@ def test_bad_images_are_refused(tmp_path):
 
 
 def test_huge_images_are_refused_before_decoding(tmp_path, monkeypatch):
-    import editing.images as images
+    import editing.io.images as images
 
     monkeypatch.setattr(images, "MAX_PIXELS", 1000)
     Image.new("RGB", (40, 40)).save(tmp_path / "big.png")

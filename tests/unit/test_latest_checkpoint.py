@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from train import latest_checkpoint
+from editing_app.training import latest_checkpoint
 
 
 def test_latest_checkpoint_prefers_the_newest_last_file(tmp_path):

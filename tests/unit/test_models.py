@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from editing.ddim import add_noise, eps_from_v
+from demo_world.tiny import build_tiny_model
+from editing.diffusion.ddim import add_noise, eps_from_v
 from editing.errors import UserInputError
-from editing.loading import load_model, save_model
-from editing.tiny import build_tiny_model
+from editing.models.loading import load_model, save_model
 
 
 def _probe(model):

@@ -25,9 +25,9 @@ from ldm_layout import (
     to_ldm_checkpoint,
 )
 
+from demo_world.tiny import build_tiny_model, tiny_components
 from editing.errors import UserInputError
-from editing.loading import load_model, save_model
-from editing.tiny import build_tiny_model, tiny_components
+from editing.models.loading import load_model, save_model
 
 PROMPTS = ["a red circle", "a photo of a cat"]
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import torch
 
-from datamodules.shapes import ShapesDataModule, ShapesStream
-from editing.world.oracle import judge, read_image
-from editing.world.scene import parse_caption
+from demo_world.oracle import judge, read_image
+from demo_world.scene import parse_caption
+from demo_world.shapes_datamodule import ShapesDataModule, ShapesStream
 
 
 def _batches(module: ShapesDataModule, n: int) -> list[dict]:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from editing.world.oracle import ATTRIBUTES, judge, judge_object, read_image
-from editing.world.render import RenderStyle, object_masks, render
-from editing.world.scene import ObjectSpec, Scene, sample_scene
-from editing.world.vocabulary import BACKGROUNDS, COLOURS, SHAPES
+from demo_world.oracle import ATTRIBUTES, judge, judge_object, read_image
+from demo_world.render import RenderStyle, object_masks, render
+from demo_world.scene import ObjectSpec, Scene, sample_scene
+from demo_world.vocabulary import BACKGROUNDS, COLOURS, SHAPES
 
 KEYS = (*ATTRIBUTES, "background", "count")
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from editing.world.render import RenderStyle, background_image, object_masks, render
-from editing.world.scene import ObjectSpec, Scene, max_offset, sample_scene
-from editing.world.vocabulary import COLOURS, SHAPES
+from demo_world.render import RenderStyle, background_image, object_masks, render
+from demo_world.scene import ObjectSpec, Scene, max_offset, sample_scene
+from demo_world.vocabulary import COLOURS, SHAPES
 
 
 def _scenes(n: int, seed: int = 0) -> list[Scene]:

@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from editing.world.oracle import hue_degrees
-from editing.world.scene import (
+from demo_world.oracle import hue_degrees
+from demo_world.scene import (
     ObjectSpec,
     Scene,
     caption,
@@ -18,7 +18,7 @@ from editing.world.scene import (
     parse_caption,
     sample_scene,
 )
-from editing.world.vocabulary import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, WORDS
+from demo_world.vocabulary import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES, WORDS
 
 
 def test_vocabulary_is_rich_and_separable():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from editing.world.oracle import judge, read_image
-from editing.world.scene import caption
-from editing.world.suite import EDIT_TYPES, make_suite
+from demo_world.oracle import judge, read_image
+from demo_world.scene import caption
+from demo_world.suite import EDIT_TYPES, make_suite
 
 
 def _changed(case) -> set[str]:

@@ -1,0 +1,101 @@
+"""The demo world's text-to-image model: architecture and where the shipped weights live.
+
+A small pixel-space diffusion model (diffusers `UNet2DConditionModel` + a transformers
+`CLIPTextModel` + an offline `CLIPTokenizer` over the world's vocabulary) trained by
+`python train.py stage=pretrain_demo` on the procedural shapes world. It is saved in diffusers
+folder format under `assets/demo/model` and loaded by `base_model=demo` through the same loading
+code as real checkpoints (`editing.models.loading.load_model`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from demo_world.tokenizer_vocab import build_clip_tokenizer
+from editing.models.diffusion_model import DiffusionModel
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+DEMO_MODEL_DIR = ASSETS / "model"
+
+
+def demo_scheduler() -> DDIMScheduler:
+    """DDPM's linear betas (1e-4 .. 0.02, 1000 steps): a terminal SNR near zero, so pixel images
+    with large flat areas (the world's backgrounds) do not leak through x_T."""
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
+
+
+def build_demo_model(
+    name: str = "demo",
+    resolution: int = 32,
+    block_out_channels: tuple[int, ...] = (32, 64, 64),
+    text_width: int = 128,
+    text_layers: int = 3,
+    context_length: int = 32,
+    seed: int = 0,
+) -> DiffusionModel:
+    """A freshly initialised (untrained) demo model; `stage=pretrain_demo` trains it.
+
+    The UNet works on 3-channel pixels with cross-attention at every level but the first (the
+    32x32 level uses plain ResNet blocks: attention over 1024 positions costs most of a CPU step).
+    """
+    from demo_world.vocabulary import WORDS
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tokenizer = build_clip_tokenizer(WORDS, model_max_length=context_length)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=text_width,
+                intermediate_size=4 * text_width,
+                num_hidden_layers=text_layers,
+                num_attention_heads=4,
+                max_position_embeddings=context_length,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
+        levels = len(block_out_channels)
+        unet = UNet2DConditionModel(
+            sample_size=resolution,
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+            up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=1,
+            cross_attention_dim=text_width,
+            attention_head_dim=8,
+            norm_num_groups=8,
+        )
+    return DiffusionModel(
+        unet, text_encoder, tokenizer, demo_scheduler(), None, name=name, resolution=resolution
+    )
+
+
+def load_demo_model(path: str | Path | None = None, name: str = "demo") -> DiffusionModel:
+    """The shipped demo model (or one trained elsewhere), through the regular loading code."""
+    from editing.errors import UserInputError
+    from editing.models.loading import load_model
+
+    folder = Path(path) if path else DEMO_MODEL_DIR
+    if not (folder / "model_index.json").is_file():
+        raise UserInputError(
+            f"no demo model at {folder}: train one with `python train.py stage=pretrain_demo "
+            f"output_dir=runs/demo` and pass base_model.path=runs/demo/model"
+        )
+    return load_model(str(folder), name=name)

@@ -1,0 +1,78 @@
+"""The shipped example inputs: demo-world photographs with captions, masks and suggested edits.
+
+They are rendered by the generator in its "real-looking" style (texture noise, slight blur and
+colour jitter), so they are slightly off the training distribution, as a user's photograph would
+be. `python -m demo_world.examples` regenerates `assets/examples/` deterministically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from demo_world.render import RenderStyle, object_masks, render
+from demo_world.scene import caption, parse_caption
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
+
+# name: (source caption, suggested target captions)
+EXAMPLES = {
+    "red_circle": (
+        "a large red circle in the center on a gray background",
+        [
+            "a large blue circle in the center on a gray background",
+            "a large red square in the center on a gray background",
+        ],
+    ),
+    "blue_square": (
+        "a small blue square at the top left on a white background",
+        [
+            "a small yellow square at the top left on a white background",
+            "a small blue square at the bottom right on a white background",
+        ],
+    ),
+    "green_triangle": (
+        "a large green triangle on the left on a striped background",
+        [
+            "a large magenta triangle on the left on a striped background",
+            "a large green star on the left on a striped background",
+        ],
+    ),
+    "two_objects": (
+        "a small yellow star at the top right and a large cyan cross at the bottom left on a dark gray background",
+        [
+            "a small red star at the top right and a large cyan cross at the bottom left on a dark gray background"
+        ],
+    ),
+}
+
+
+def make_examples(folder: Path = EXAMPLES_DIR, resolution: int = 32, seed: int = 7) -> list[Path]:
+    """Write `<name>.png`, `<name>_mask.png` (the first object, white) and `examples.json`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = {}
+    written = []
+    for k, (name, (source, targets)) in enumerate(EXAMPLES.items()):
+        scene = parse_caption(source)
+        assert caption(scene) == source, (caption(scene), source)
+        image = render(scene, resolution, rng=np.random.default_rng([seed, k]), style=RenderStyle())
+        mask = object_masks(scene, resolution)[0]
+        Image.fromarray(image).save(folder / f"{name}.png")
+        Image.fromarray((mask * 255).astype(np.uint8)).save(folder / f"{name}_mask.png")
+        index[name] = {
+            "image": f"{name}.png",
+            "mask": f"{name}_mask.png",
+            "source_prompt": source,
+            "target_prompts": targets,
+        }
+        written += [folder / f"{name}.png", folder / f"{name}_mask.png"]
+    (folder / "examples.json").write_text(json.dumps(index, indent=2) + "\n")
+    return written
+
+
+if __name__ == "__main__":
+    for path in make_examples():
+        print(path)

@@ -1,0 +1,169 @@
+"""A DDIM inversion that records its noise predictions, cached as a content-keyed artifact.
+
+Optimisation-free editors that start from an inverted image (Direct Inversion, Elarabawy et al.
+2022; any method that needs x_T and the per-step eps of a DDIM inversion) share this per-image
+state. It is computed by `editing.diffusion.ddim.ddim_invert` (no second DDIM here) and, when the user gives
+`checkpoint_dir=D`, saved as `D/<stage>.safetensors` through `editing.io.artifacts` (atomic write).
+
+The artifact is keyed by content, never by file name or time: the image's sha256, the inversion
+prompt, the base model identity (name, configuration hash *and* weights fingerprint: a cache is
+strict, unlike a training artifact whose weights are only advisory), the resolution, the number of
+inversion steps, the inversion guidance and the compute precision. A later run with the same key
+reuses the file (and logs that it did); any difference is logged and the inversion is recomputed
+and the file overwritten, so a stale inversion is never used. Without a checkpoint_dir nothing is
+read or written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from editing.diffusion.ddim import DDIMSchedule, ddim_invert, make_schedule
+from editing.errors import UserInputError
+from editing.io.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
+from editing.io.images import LoadedImage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RecordedInversion:
+    """x_T and the noise predictions of a DDIM inversion, in sampling order.
+
+    Attributes:
+        x_T: [1, C, h, w] the end point of the inversion (z*_N), fp32.
+        eps: [N, 1, C, h, w] eps[i] = eps_theta(z*, timesteps[i], prompt) recorded by the inversion
+            step that undoes sampling step i (Direct Inversion's eps_inv, re-indexed by `ddim_invert`
+            so that sampling step i pairs with eps[i]).
+        timesteps: [N] int64, descending: the inversion schedule's timesteps (timesteps[0] is x_T's).
+    """
+
+    x_T: Tensor
+    eps: Tensor
+    timesteps: Tensor
+
+    def __len__(self) -> int:
+        return int(self.timesteps.numel())
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"x_T": self.x_T, "eps": self.eps, "timesteps": self.timesteps}
+
+    def to(self, device: torch.device | str) -> RecordedInversion:
+        return RecordedInversion(
+            self.x_T.to(device), self.eps.to(device), self.timesteps.to(device)
+        )
+
+
+@torch.no_grad()
+def invert_recording(
+    model, z0: Tensor, prompt_embedding: Tensor, schedule: DDIMSchedule, progress: bool = False
+) -> RecordedInversion:
+    """DDIM inversion of z0 [1, C, h, w] conditioned on one text embedding [1, L, D], no guidance
+    (w = 1, as the Direct Inversion reference does), recording eps at every step."""
+    schedule = schedule.to(z0.device)
+    emb = prompt_embedding.to(z0.device)
+
+    def eps_fn(x: Tensor, t: Tensor) -> Tensor:
+        return model.eps(x, t, emb)
+
+    inversion = ddim_invert(z0, eps_fn, schedule, progress=progress)
+    return RecordedInversion(inversion.x_T, inversion.eps, schedule.timesteps)
+
+
+def _compute_precision(model) -> str:
+    """The precision the UNet runs at: its dtype, or the ambient autocast dtype."""
+    device_type = model.device.type
+    if torch.is_autocast_enabled(device_type):
+        return f"autocast-{torch.get_autocast_dtype(device_type)}".replace("torch.", "")
+    return str(model.dtype).replace("torch.", "")
+
+
+def inversion_key(
+    model, image_sha256: str, inversion_prompt: str, num_inversion_steps: int
+) -> dict[str, str]:
+    """The content key of an inversion artifact: every fact its tensors depend on (strings)."""
+    return {
+        **model_metadata(model),
+        "image_sha256": image_sha256,
+        "inversion_prompt": inversion_prompt,
+        "num_inversion_steps": str(int(num_inversion_steps)),
+        "inversion_guidance_scale": "1",
+        "compute_precision": _compute_precision(model),
+    }
+
+
+def _check_shapes(record: RecordedInversion, schedule: DDIMSchedule, latent_shape) -> str | None:
+    """Why a loaded record cannot be this run's inversion (None when it fits)."""
+    if tuple(record.x_T.shape) != (1, *latent_shape):
+        return f"x_T has shape {tuple(record.x_T.shape)}, this model samples {(1, *latent_shape)}"
+    if tuple(record.eps.shape) != (len(schedule), 1, *latent_shape):
+        return f"eps has shape {tuple(record.eps.shape)}"
+    if not torch.equal(record.timesteps.cpu(), schedule.timesteps.cpu()):
+        return "its timesteps differ from this scheduler's"
+    return None
+
+
+def load_or_invert(
+    model,
+    image: LoadedImage,
+    inversion_prompt: str,
+    num_inversion_steps: int,
+    checkpoint_dir: str | Path | None,
+    stage: str,
+    progress: bool = False,
+) -> RecordedInversion:
+    """The recorded DDIM inversion of `image`, reused from `checkpoint_dir/<stage>.safetensors`
+    when its content key matches, else computed (and saved there when checkpoint_dir is given).
+
+    Args:
+        model: a `DiffusionModel`; the inversion runs on its device.
+        image: the preprocessed input image ([1, 3, R, R] pixels and their sha256).
+        inversion_prompt: the text the inversion is conditioned on ("" in the reference).
+        num_inversion_steps: N, the DDIM inversion steps.
+        checkpoint_dir: the cache folder, or None for no caching.
+        stage: the artifact's stage name and file stem ("direct_inversion").
+    Returns:
+        A `RecordedInversion` on the model's device.
+    """
+    device = model.device
+    schedule = make_schedule(model.scheduler, num_inversion_steps)
+    key = inversion_key(model, image.sha256, inversion_prompt, num_inversion_steps)
+    path = Path(checkpoint_dir) / f"{stage}.safetensors" if checkpoint_dir is not None else None
+
+    # 1. Reuse a cached inversion whose content key matches this run exactly.
+    if path is not None and path.exists():
+        reason = None
+        try:
+            artifact = load_artifact(path, stage, expect=key, device=device)
+        except UserInputError as err:
+            reason = str(err)
+        else:
+            record = RecordedInversion(artifact["x_T"], artifact["eps"], artifact["timesteps"])
+            reason = _check_shapes(record, schedule, model.latent_shape)
+            if reason is None:
+                log.info(
+                    "reusing the inversion in %s (same image, inversion prompt, base model, "
+                    "resolution and %d steps)",
+                    path,
+                    num_inversion_steps,
+                )
+                return record
+            reason = f"{path}: {reason}"
+        log.info("recomputing the inversion (the cached one will be overwritten): %s", reason)
+
+    # 2. DDIM inversion of z0 = E(image) (posterior mean: deterministic) with eps recorded.
+    z0 = model.encode_image(image.pixels.to(device))
+    emb = model.encode_prompt([inversion_prompt], "inversion prompt")
+    record = invert_recording(model, z0, emb, schedule, progress=progress)
+
+    # 3. Save it, keyed by content, when a cache folder was given.
+    if path is not None:
+        facts = {k: v for k, v in key.items() if k not in model_metadata(model)}
+        save_artifact(path, record.tensors(), make_metadata(stage, model, **facts))
+        log.info("saved the inversion to %s", path)
+    return record

@@ -1,0 +1,163 @@
+"""Null-text inversion (Mokady et al., CVPR 2023), the Lightning-free core.
+
+1. Pivot: DDIM inversion of z0 with the source caption C and guidance w = 1 gives z*_0 .. z*_T
+   (`ddim_invert`, Sec. 3.1).
+2. Null-text optimisation (Sec. 3.2, Algorithm 1) with guidance w (7.5): z_bar_T = z*_T and
+   null_T = embedding of "". For sampling steps i = 0 .. N-1 (t = T .. 1):
+     N_inner Adam steps on  || z*_{t-1} - DDIM(z_bar_t, eps_u(null_t) + w (eps_c - eps_u(null_t))) ||^2
+     w.r.t. null_t only (eq. 3), then z_bar_{t-1} = DDIM(z_bar_t, guided eps with the optimised
+     null_t), and null_{t-1} starts from null_t.
+Reference-code details kept (REFERENCE.md): a fresh Adam at every step with lr 1e-2 (1 - i/100),
+10 inner steps, early stop when the loss < 1e-5 + i 2e-5 (checked after each update, on the loss
+before it), the conditional eps computed once per step. The embedding, the loss and the optimiser
+state are fp32 whatever precision the UNet runs at (fp16 fails: diffusers PR #6329).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from editing.diffusion.cfg import classifier_free_guidance
+from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_invert, ddim_step, make_schedule
+
+
+@dataclass(frozen=True)
+class NullTextSettings:
+    """Hyper-parameters of the null-text optimisation (defaults: the reference code).
+
+    Attributes:
+        num_inner_steps: N, Adam steps per timestep (10).
+        guidance_scale: w of the guided trajectory being fitted (7.5).
+        lr: Adam learning rate at step 0 (1e-2); step i uses lr (1 - i lr_decay).
+        lr_decay: 1/100 in the reference.
+        early_stop: stop a step's inner loop once loss < epsilon + i slope.
+        epsilon, slope: 1e-5 and 2e-5 in the reference.
+    """
+
+    num_inner_steps: int = 10
+    guidance_scale: float = 7.5
+    lr: float = 1e-2
+    lr_decay: float = 0.01
+    early_stop: bool = True
+    epsilon: float = 1e-5
+    slope: float = 2e-5
+
+    def lr_at(self, i: int) -> float:
+        return self.lr * (1.0 - i * self.lr_decay)
+
+    def threshold(self, i: int) -> float:
+        return self.epsilon + i * self.slope
+
+
+@dataclass
+class StepResult:
+    """What one outer step produced: z_bar_{t-1}, the last loss, inner steps used."""
+
+    z_prev: Tensor
+    loss: float
+    inner_steps: int
+
+
+def pivot(
+    model, z0: Tensor, cond: Tensor, schedule: DDIMSchedule, progress: bool = False
+) -> Inversion:
+    """Step 1: DDIM inversion with the source caption and w = 1 (the pivot trajectory)."""
+    return ddim_invert(z0, lambda x, t: model.eps(x, t, cond), schedule, progress=progress)
+
+
+def optimize_step(
+    model,
+    i: int,
+    schedule: DDIMSchedule,
+    z_bar: Tensor,
+    target: Tensor,
+    cond: Tensor,
+    null: nn.Parameter,
+    optimizer: torch.optim.Optimizer,
+    settings: NullTextSettings,
+    backward: Callable[[Tensor], None] = lambda loss: loss.backward(),
+) -> StepResult:
+    """Step 2 at sampling step i: fit `null` ([1, L, D], fp32, updated in place) so that the
+    guided DDIM step from z_bar lands on `target` (= z*_{t-1}); then advance.
+
+    `optimizer` must hold only `null`; its state is cleared (a fresh Adam per step, as in the
+    reference) and its lr set to `settings.lr_at(i)`. `backward` lets a Lightning shell route the
+    backward pass through `manual_backward`.
+    """
+    t, a_t, a_prev = schedule.timesteps[i], schedule.alphas[i], schedule.alphas_prev[i]
+    w = settings.guidance_scale
+    optimizer.state.clear()
+    for group in optimizer.param_groups:
+        group["lr"] = settings.lr_at(i)
+    # (a) The conditional prediction does not depend on null: once per step.
+    with torch.no_grad():
+        eps_c = model.eps(z_bar, t, cond)
+    loss_value, used = float("nan"), 0
+    for _ in range(settings.num_inner_steps):
+        # (b) Guided DDIM step as a function of null_t, eq. (3) of the paper.
+        eps_u = model.eps(z_bar, t, null)
+        z_prev = ddim_step(z_bar, classifier_free_guidance(eps_u, eps_c, w), a_t, a_prev)
+        loss = torch.nn.functional.mse_loss(z_prev.float(), target.float())
+        optimizer.zero_grad(set_to_none=True)
+        backward(loss)
+        optimizer.step()
+        loss_value, used = float(loss.detach()), used + 1
+        if settings.early_stop and loss_value < settings.threshold(i):
+            break
+    # (c) Advance on the optimised trajectory with the updated null_t.
+    with torch.no_grad():
+        eps_u = model.eps(z_bar, t, null)
+        z_prev = ddim_step(z_bar, classifier_free_guidance(eps_u, eps_c, w), a_t, a_prev)
+    return StepResult(z_prev=z_prev.detach(), loss=loss_value, inner_steps=used)
+
+
+@dataclass
+class NullTextResult:
+    """z_T, the per-step null embeddings [N, L, D] and diagnostics of a null-text inversion."""
+
+    z_T: Tensor
+    null_embeddings: Tensor
+    timesteps: Tensor
+    inner_steps: Tensor
+    losses: Tensor
+
+
+def null_text_inversion(
+    model,
+    z0: Tensor,
+    source_prompt: str,
+    num_inference_steps: int = 50,
+    settings: NullTextSettings = NullTextSettings(),
+    progress: bool = False,
+) -> NullTextResult:
+    """The whole inversion as one function (library use and benchmarks; train.py's
+    `stage=null_text` runs the same steps one Lightning training step per timestep)."""
+    from tqdm.auto import tqdm
+
+    schedule = make_schedule(model.scheduler, num_inference_steps).to(z0.device)
+    cond = model.encode_prompt([source_prompt], "source_prompt")
+    inversion = pivot(model, z0, cond, schedule)
+    null = nn.Parameter(model.encode_prompt([""]).clone())
+    optimizer = torch.optim.Adam([null], lr=settings.lr)
+    z_bar = inversion.x_T
+    nulls, used, losses = [], [], []
+    steps = range(len(schedule))
+    for i in tqdm(steps, desc="null-text optimisation", leave=False) if progress else steps:
+        result = optimize_step(
+            model, i, schedule, z_bar, inversion.target(i), cond, null, optimizer, settings
+        )
+        z_bar = result.z_prev
+        nulls.append(null.detach().clone())
+        used.append(result.inner_steps)
+        losses.append(result.loss)
+    return NullTextResult(
+        z_T=inversion.x_T,
+        null_embeddings=torch.cat(nulls),
+        timesteps=schedule.timesteps.cpu(),
+        inner_steps=torch.tensor(used),
+        losses=torch.tensor(losses),
+    )

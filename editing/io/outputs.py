@@ -1,0 +1,116 @@
+"""Writing an edit's outputs per the command-line contract.
+
+Every edit writes into its output folder O:
+- `O/edit.png`: the first (best) result;
+- `O/samples/NNN_<label>.png`: every result when there are several (seeds, eta values, candidates);
+- `O/grid.png`: the input beside the results, each labelled;
+- `O/config.yaml`: the resolved configuration.
+PNGs carry the prompt and the parameters as text metadata. Everything is first written into a
+temporary sibling folder and moved into place at the end, so an interrupted run never leaves a
+half-written result mixed with an older one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from torch import Tensor
+
+from editing.io.images import to_pil
+
+
+@dataclass
+class EditResult:
+    """One edited image.
+
+    Attributes:
+        image: [3, H, W] float in [-1, 1].
+        label: short grid label ("eta=0.7 seed=1").
+        params: parameters written into the PNG metadata (prompt, seed, ...).
+        score: a ranking score when the method ranks its candidates (lower is better).
+    """
+
+    image: Tensor
+    label: str
+    params: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_")[:60] or "result"
+
+
+def save_png(image: Tensor | Image.Image, path: Path, metadata: dict[str, Any]) -> None:
+    """PNG with each metadata item as a text chunk (non-strings as JSON)."""
+    pil = image if isinstance(image, Image.Image) else to_pil(image)
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, value if isinstance(value, str) else json.dumps(value, default=str))
+    pil.save(path, pnginfo=info)
+
+
+def make_grid(
+    images: list[Image.Image], labels: list[str], columns: int = 8, cell: int = 160
+) -> Image.Image:
+    """Labelled grid: each image scaled to `cell` px (nearest for small images), label below."""
+    font = ImageFont.load_default()
+    label_h = 14
+    cols = max(1, min(columns, len(images)))
+    rows = (len(images) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * cell, rows * (cell + label_h)), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for k, (img, label) in enumerate(zip(images, labels)):
+        resample = Image.Resampling.NEAREST if img.width < cell else Image.Resampling.LANCZOS
+        tile = img.resize((cell, cell), resample=resample)
+        x, y = (k % cols) * cell, (k // cols) * (cell + label_h)
+        grid.paste(tile, (x, y))
+        draw.text((x + 2, y + cell + 1), label[: cell // 6], fill=(0, 0, 0), font=font)
+    return grid
+
+
+def write_outputs(
+    output_dir: str | Path,
+    results: list[EditResult],
+    input_image: Tensor | None,
+    config_yaml: str,
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write `results` (best first) per the contract; returns the path of edit.png."""
+    if not results:
+        raise ValueError("no results to write")
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        common = dict(metadata or {})
+        save_png(results[0].image, staging / "edit.png", {**common, **results[0].params})
+        if len(results) > 1:
+            (staging / "samples").mkdir()
+            for k, result in enumerate(results):
+                name = f"{k:03d}_{_slug(result.label)}.png"
+                save_png(result.image, staging / "samples" / name, {**common, **result.params})
+        tiles, labels = [], []
+        if input_image is not None:
+            tiles.append(to_pil(input_image))
+            labels.append("input")
+        tiles += [to_pil(r.image) for r in results]
+        labels += [r.label for r in results]
+        save_png(make_grid(tiles, labels), staging / "grid.png", common)
+        (staging / "config.yaml").write_text(config_yaml)
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        if (output_dir / "samples").exists():
+            shutil.rmtree(output_dir / "samples")
+        for entry in staging.iterdir():
+            os.replace(entry, output_dir / entry.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return output_dir / "edit.png"

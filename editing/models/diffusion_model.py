@@ -1,0 +1,292 @@
+"""`DiffusionModel`: diffusers components behind the few operations the editing methods need.
+
+Every method in this project talks to a text-to-image model through five calls:
+`encode_prompt`, `encode_image`, `decode`, `predict` (the network's native output) and `eps`
+(that output converted to a noise prediction, whatever the checkpoint predicts). Latent models
+(Stable Diffusion) and pixel models (the demo model, DeepFloyd IF) look the same from outside: for a
+pixel model `encode_image` and `decode` are the identity.
+
+Loading lives in `editing/models/loading.py` (local folders, hub ids, single files) and the in-process tiny
+components in `demo_world/tiny.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from editing.diffusion.ddim import eps_from_v, v_target
+from editing.errors import UserInputError
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an artifact records about the base model it was made with.
+
+    `name` and `config_hash` must match for an artifact to be used; `weights_hash` (a fingerprint of
+    a few weight tensors) is recorded too and reported when it differs.
+    """
+
+    name: str
+    config_hash: str
+    weights_hash: str
+
+
+def _config_fingerprint(config) -> dict:
+    """A component config as plain JSON without bookkeeping keys (versions, paths)."""
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    drop = {"transformers_version", "architectures", "dtype", "torch_dtype", "use_cache"}
+    return {k: v for k, v in sorted(d.items()) if not k.startswith("_") and k not in drop}
+
+
+class DiffusionModel(nn.Module):
+    """A text-conditioned diffusion model (latent or pixel space) with eps-normalised outputs.
+
+    Args:
+        unet: a diffusers `UNet2DConditionModel` (or compatible) predicting eps, v, or eps + variance
+            (learned-variance models output 2C channels; the first C are eps).
+        text_encoder: a transformers text encoder; its last hidden state conditions the UNet.
+        tokenizer: the text encoder's tokenizer.
+        scheduler: a diffusers DDIM-compatible scheduler: the source of alphas_cumprod, the
+            prediction type and the timestep spacing.
+        vae: an `AutoencoderKL` for latent models, None for pixel models.
+        name: the model's identity for artifacts ("sd15", "demo", "tiny-seed0", ...).
+        resolution: the image size the model works at (pixels); default from the UNet config.
+        text_attention_mask: pass the tokenizer's attention mask to the text encoder (T5 models).
+        sr: the optional super-resolution stage of a pixel cascade (DeepFloyd IF stage II, see
+            `editing.models.cascade.SuperResolutionModel`); it shares this model's text encoder. It is not
+            part of `identity`: artifacts made with it record its own identity (`sr_metadata`).
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        text_encoder: nn.Module,
+        tokenizer,
+        scheduler,
+        vae: nn.Module | None = None,
+        *,
+        name: str,
+        resolution: int | None = None,
+        text_attention_mask: bool = False,
+        sr: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.unet = unet
+        self.text_encoder = text_encoder
+        self.vae = vae
+        self.tokenizer = tokenizer
+        self.scheduler = scheduler
+        self.name = name
+        self.text_attention_mask = text_attention_mask
+        self.register_buffer(
+            "alphas_cumprod", scheduler.alphas_cumprod.to(torch.float32).clone(), persistent=False
+        )
+        sample_size = unet.config.sample_size
+        if isinstance(sample_size, (list, tuple)):
+            sample_size = sample_size[0]
+        self.resolution = int(resolution or sample_size * self.vae_scale_factor)
+        if self.resolution % self.vae_scale_factor:
+            raise UserInputError(
+                f"resolution {self.resolution} is not a multiple of the VAE factor {self.vae_scale_factor}"
+            )
+        self._identity: ModelIdentity | None = None
+        self.sr = sr
+
+    # ----------------------------------------------------------------------------------- facts
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def prediction_type(self) -> str:
+        return str(self.scheduler.config.prediction_type)
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def is_latent(self) -> bool:
+        return self.vae is not None
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1) if self.vae is not None else 1
+
+    @property
+    def sample_channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def learned_variance(self) -> bool:
+        """True when the UNet outputs eps and a variance (2C channels), as DeepFloyd IF does."""
+        return int(self.unet.config.out_channels) == 2 * self.sample_channels
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(C, h, w) of the samples the UNet denoises."""
+        side = self.resolution // self.vae_scale_factor
+        return (self.sample_channels, side, side)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        return int(self.tokenizer.model_max_length)
+
+    @property
+    def identity(self) -> ModelIdentity:
+        if self._identity is None:
+            configs = {
+                "unet": _config_fingerprint(self.unet.config),
+                "text_encoder": _config_fingerprint(self.text_encoder.config),
+                "vae": _config_fingerprint(self.vae.config) if self.vae is not None else None,
+                "scheduler": _config_fingerprint(self.scheduler.config),
+                "resolution": self.resolution,
+            }
+            blob = json.dumps(configs, sort_keys=True, default=str).encode()
+            weights = hashlib.sha256()
+            for tensor in self._fingerprint_tensors():
+                weights.update(tensor.detach().to("cpu", torch.float16).numpy().tobytes())
+            self._identity = ModelIdentity(
+                self.name, hashlib.sha256(blob).hexdigest()[:16], weights.hexdigest()[:16]
+            )
+        return self._identity
+
+    def _fingerprint_tensors(self) -> list[Tensor]:
+        params = dict(self.unet.named_parameters())
+        picked = [params[k] for k in ("conv_in.weight", "conv_out.weight") if k in params]
+        embeddings = self.text_encoder.get_input_embeddings().weight
+        return picked + [embeddings[:16]]
+
+    # ------------------------------------------------------------------------------------ text
+    def tokenize(self, prompts: Sequence[str], what: str = "prompt") -> dict[str, Tensor]:
+        """Token ids [B, L] (padded to the encoder's length) and the attention mask.
+
+        A prompt longer than the encoder's context is refused with its token count: silently
+        dropping its end would change the edit without telling the user.
+        """
+        limit = self.max_prompt_tokens
+        for prompt in prompts:
+            n = len(self.tokenizer(prompt, truncation=False).input_ids)
+            if n > limit:
+                raise UserInputError(
+                    f"{what} {prompt[:40]!r}... is {n} tokens long; this model's text encoder takes at "
+                    f"most {limit} (start/end tokens included). Shorten it."
+                )
+        batch = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=limit,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+    @torch.no_grad()
+    def encode_prompt(self, prompts: str | Sequence[str], what: str = "prompt") -> Tensor:
+        """Text embeddings [B, L, D] (fp32): the text encoder's last hidden state."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        tokens = self.tokenize(prompts, what)
+        device = self.text_encoder.device
+        mask = tokens["attention_mask"].to(device) if self.text_attention_mask else None
+        out = self.text_encoder(tokens["input_ids"].to(device), attention_mask=mask)
+        return out[0].float()
+
+    # ----------------------------------------------------------------------------------- image
+    @torch.no_grad()
+    def encode_image(self, x: Tensor) -> Tensor:
+        """Image [B, 3, H, W] in [-1, 1] -> sample z0 [B, C, h, w] (fp32).
+
+        Latent models take the posterior *mean* (deterministic, as inversion needs) times
+        `vae.config.scaling_factor`; pixel models return the image.
+        """
+        if self.vae is None:
+            return x.float()
+        vae = self.vae
+        posterior = vae.encode(x.to(vae.device, vae.dtype)).latent_dist
+        z = posterior.mean.float()
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        return (z - shift) * vae.config.scaling_factor
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Sample [B, C, h, w] -> image [B, 3, H, W], nominally in [-1, 1] (not clamped), fp32."""
+        if self.vae is None:
+            return z.float()
+        vae = self.vae
+        shift = getattr(vae.config, "shift_factor", None) or 0.0
+        z = z.float() / vae.config.scaling_factor + shift
+        return vae.decode(z.to(vae.device, vae.dtype)).sample.float()
+
+    # ----------------------------------------------------------------------------------- UNet
+    def _timesteps(self, t: Tensor | int, batch: int) -> Tensor:
+        t = torch.as_tensor(t, device=self.alphas_cumprod.device, dtype=torch.long)
+        return t.expand(batch) if t.dim() == 0 else t
+
+    def predict(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
+        """The network's native prediction (eps or v) for [B, C, h, w] samples, fp32.
+
+        For learned-variance models the variance channels are dropped: only the mean
+        parametrisation enters the DDIM maths and the denoising loss.
+        """
+        t = self._timesteps(t, x_t.shape[0])
+        dtype = self.dtype
+        out = self.unet(
+            x_t.to(dtype), t, encoder_hidden_states=emb.to(dtype), return_dict=False, **unet_kwargs
+        )[0]
+        if self.learned_variance:
+            out = out[:, : self.sample_channels]
+        return out.float()
+
+    def eps(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
+        """Noise prediction eps_theta(x_t, t, emb) [B, C, h, w] (fp32) for any prediction type."""
+        out = self.predict(x_t, t, emb, **unet_kwargs)
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "v_prediction":
+            a_t = self.alphas_cumprod[self._timesteps(t, x_t.shape[0])]
+            return eps_from_v(out, x_t, a_t)
+        raise NotImplementedError(f"prediction type {self.prediction_type!r} is not supported")
+
+    def training_target(self, z0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        """The target of `predict` for the denoising loss: eps, or v for v-prediction models."""
+        if self.prediction_type == "epsilon":
+            return noise.float()
+        if self.prediction_type == "v_prediction":
+            return v_target(z0, noise, self.alphas_cumprod[t])
+        raise NotImplementedError(f"prediction type {self.prediction_type!r} is not supported")
+
+    # ------------------------------------------------------------------------------- variants
+    def with_unet(self, unet: nn.Module) -> DiffusionModel:
+        """A model that shares every component with this one (the SR stage too) except the UNet.
+
+        Editors apply fine-tuned weights this way, so the base model object is never mutated.
+        """
+        other = DiffusionModel(
+            unet,
+            self.text_encoder,
+            self.tokenizer,
+            self.scheduler,
+            self.vae,
+            name=self.name,
+            resolution=self.resolution,
+            text_attention_mask=self.text_attention_mask,
+            sr=self.sr,
+        )
+        other._identity = self.identity
+        return other.to(self.device)
+
+    def freeze(self) -> DiffusionModel:
+        """Turn off gradients for every component (the starting point of every stage)."""
+        self.requires_grad_(False)
+        self.eval()
+        return self

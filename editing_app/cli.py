@@ -1,0 +1,122 @@
+"""Shared plumbing of the command-line entry points (train.py, edit.py, evaluate.py).
+
+A bad input ends the program with exit status 2 and one line on stderr (`error: ...`), no
+traceback: the checks that raise `UserInputError` run before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from editing.errors import UserInputError
+
+
+def quiet_warnings() -> None:
+    """Silence library warnings that say nothing to a user of this tool."""
+    for message in (
+        r".*LeafSpec.*",  # lightning vs torch pytree deprecation
+        r"Found \d+ module\(s\) in eval mode",  # frozen base models are eval by design
+        r".*litlogger.*",
+        r".*does not have many workers.*",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+
+
+def check_group_choices(config_dir: Path, argv: list[str]) -> None:
+    """Refuse an unknown config-group choice (stage=foo) in one line, before Hydra starts.
+
+    Hydra's own message spans several lines; this names the group and lists its options.
+    """
+    groups = {p.name for p in config_dir.iterdir() if p.is_dir()}
+    for arg in argv:
+        if "=" not in arg or arg.startswith(("~", "hydra")):
+            continue
+        key, value = arg.split("=", 1)
+        key = key.lstrip("+")
+        if key not in groups or not value or value in ("null", "none"):
+            continue
+        for choice in value.split(","):  # multirun sweeps: stage=a,b
+            if not (config_dir / key / f"{choice}.yaml").is_file():
+                options = ", ".join(sorted(p.stem for p in (config_dir / key).glob("*.yaml")))
+                fail(f"unknown {key} {choice!r}: choose one of {options}")
+
+
+def precheck(config_dir: Path, config_name: str, argv: list[str]) -> None:
+    """Validate the command line before Hydra runs, so that mistakes end in one line.
+
+    Unknown group choices list the options; unknown or malformed settings name the key. Sweeps
+    (`-m`/`--multirun`) and Hydra's own flags are left to Hydra.
+    """
+    if any(a in ("-m", "--multirun") for a in argv):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
+    if len(overrides) != len(argv):
+        return  # --cfg, --help, --info ...: Hydra's business
+    check_group_choices(config_dir, overrides)
+    from editing_app.configs import compose_config
+
+    try:
+        compose_config(config_name, overrides)
+    except Exception as err:  # Hydra's composition and parser errors
+        text = str(err)
+        if text.startswith("Could not override"):
+            key = text.split("'")[1] if "'" in text else text
+            fail(
+                f"unknown setting {key}: check its name (`python {config_name}.py --cfg job` lists every setting)"
+            )
+        fail(" ".join(text.split())[:300])
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    """Drop INFO chatter that libraries log through the root logger (open_clip's config notes)."""
+    return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    quiet_warnings()
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_libraries)
+    for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Libraries' own chatter ("weights not initialised from checkpoint", hub notices) stays quiet.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def fail(message: str) -> None:
+    """Print one error line and exit with status 2."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def run_cli(fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """Run `fn(cfg)`, turning user-input errors (ours, OmegaConf's, Hydra's) into one line."""
+    from hydra.errors import InstantiationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    configure_logging()
+    try:
+        return fn(cfg)
+    except UserInputError as err:
+        fail(str(err))
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or str(err).splitlines()[0]
+        fail(f"missing required setting {key}: pass {key}=...")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserInputError):
+            fail(str(cause))
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            fail(f"{str(cause).splitlines()[0]} (check the names of the settings you passed)")
+        raise

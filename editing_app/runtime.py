@@ -1,0 +1,30 @@
+"""Device and precision settings shared by every entry point (`device=`, `precision=`)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from editing.errors import UserInputError
+
+AUTOCAST_DTYPES = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda when available else cpu; a CUDA device without CUDA is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"device={name} but no CUDA device is available; use device=cpu")
+    return torch.device(name)
+
+
+def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast for `bf16-mixed` / `16-mixed`; nothing for full precision."""
+    key = str(precision)
+    if key not in AUTOCAST_DTYPES:
+        raise UserInputError(f"precision={precision!r} is not one of {', '.join(AUTOCAST_DTYPES)}")
+    if AUTOCAST_DTYPES[key] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, AUTOCAST_DTYPES[key]))

@@ -1,0 +1,157 @@
+"""Building and running one training stage: what train.py and evaluate.py share.
+
+A stage config (`configs/stage/*.yaml`) names its LightningModule in `_target_`; every other key
+is a constructor argument. `run_stage` seeds, builds the module, its datamodule and a Trainer with
+the export, timing, checkpoint and preview callbacks, fits, and returns the artifact written.
+Lightning is imported only when a stage is built.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from editing.errors import UserInputError
+from editing.io.edit_inputs import Inputs
+
+log = logging.getLogger(__name__)
+
+
+def stage_configs(stage_cfg: DictConfig) -> list[DictConfig]:
+    """The stage(s) to run: a single stage config, or the sub-configs a composite names."""
+    if "sequence" in stage_cfg:
+        return [stage_cfg[key] for key in stage_cfg.sequence]
+    return [stage_cfg]
+
+
+def build_module(stage_cfg: DictConfig, model, inputs):
+    """The stage's LightningModule: `_target_` called with every other key (but `datamodule`)."""
+    kwargs = OmegaConf.to_container(stage_cfg, resolve=True)
+    cls = hydra.utils.get_class(kwargs.pop("_target_"))
+    kwargs.pop("datamodule", None)
+    try:
+        return cls(model=model, inputs=inputs, **kwargs)
+    except TypeError as err:
+        if "unexpected keyword argument" in str(err):
+            raise UserInputError(
+                f"{err} (a stage.* setting that {cls.__name__} does not take)"
+            ) from None
+        raise
+
+
+def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
+    from datamodules.single_image import SingleImageDataModule
+
+    if stage_cfg and stage_cfg.get("datamodule") is not None:
+        return hydra.utils.instantiate(stage_cfg.datamodule)
+    return SingleImageDataModule(
+        image=inputs.image,
+        resolution=model.resolution,
+        noise_shape=model.latent_shape,
+        num_train_timesteps=model.num_train_timesteps,
+        batch_size=module.batch_size,
+        seed=inputs.seed,
+        num_steps=module.num_steps,
+    )
+
+
+def latest_checkpoint(folder: Path) -> Path:
+    """`folder/last.ckpt`, or the newest `last-vN.ckpt` beside it: Lightning writes those when a
+    resumed run's checkpoint callback differs from the one that wrote last.ckpt (another
+    `callbacks.checkpoint_every_n_steps`), and a later resume must continue from the newest."""
+    candidates = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else folder / "last.ckpt"
+
+
+def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
+    """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from callbacks.export import ArtifactExport
+    from callbacks.timing import StepTimer
+
+    export = ArtifactExport(output_dir)
+    timer = StepTimer()
+    callbacks = [export, timer]
+    every = int(cfg.callbacks.checkpoint_every_n_steps)
+    if every > 0:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=output_dir / "checkpoints" / stage,
+                filename="step{step}",
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=every,
+            )
+        )
+    if cfg.callbacks.get("preview") is not None:
+        callbacks.append(hydra.utils.instantiate(cfg.callbacks.preview))
+    logger = False
+    if cfg.get("logger") is not None:
+        logger = hydra.utils.instantiate(cfg.logger, save_dir=str(output_dir / "logs"), name=stage)
+    if max_steps < 0 < int(cfg.trainer.max_steps):
+        raise UserInputError(
+            f"trainer.max_steps counts optimizer steps, which stage={stage} takes several of per "
+            f"timestep: shorten it with its own settings (e.g. stage.num_inference_steps=4)"
+        )
+    max_steps = int(cfg.trainer.max_steps) if int(cfg.trainer.max_steps) > 0 else max_steps
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        max_steps=max_steps,
+        enable_checkpointing=every > 0,
+        callbacks=callbacks,
+        logger=logger,
+        default_root_dir=str(output_dir),
+    )
+    return trainer, export, timer
+
+
+@dataclass
+class StageRun:
+    """What one fitted stage produced: its name, artifact path, step timing summary (rank 0)."""
+
+    stage: str
+    artifact: Path
+    timing: dict
+    is_global_zero: bool
+
+
+def run_stage(
+    cfg: DictConfig,
+    stage_cfg: DictConfig,
+    model,
+    inputs: Inputs,
+    output_dir: Path,
+    resume: bool = False,
+) -> StageRun:
+    """Seed, build and fit one stage; the export callback writes its artifact into output_dir.
+
+    With `resume`, the fit continues from the newest `output_dir/checkpoints/<stage>/last*.ckpt`
+    (a missing checkpoint starts from scratch, logged).
+    """
+    import lightning.pytorch as pl
+
+    # 1. The stage module (validates its own inputs, reads earlier artifacts), its data, trainer.
+    pl.seed_everything(int(inputs.seed), verbose=False)
+    module = build_module(stage_cfg, model, inputs)
+    datamodule = build_datamodule(stage_cfg, module, model, inputs)
+    trainer, export, timer = build_trainer(cfg, module.stage, module.trainer_max_steps, output_dir)
+    ckpt_path = None
+    if resume:
+        ckpt = latest_checkpoint(output_dir / "checkpoints" / module.stage)
+        ckpt_path = str(ckpt) if ckpt.is_file() else None
+        if ckpt_path is None:
+            log.info(
+                "resume=true but %s does not exist: starting %s from scratch", ckpt, module.stage
+            )
+    # 2. Optimise; the export callback writes the artifact at the end.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    if not trainer.is_global_zero:
+        return StageRun(module.stage, module.artifact_path(output_dir), {}, False)
+    if export.path is None:
+        raise RuntimeError(f"stage {module.stage} ended without writing its artifact")
+    return StageRun(module.stage, export.path, timer.summary(), True)
