@@ -70,7 +70,7 @@ def median(runs: list[tuple], key: int) -> tuple:
 
 
 def run_inversion(model, z0, steps: int, settings: NullTextSettings, device, precision):
-    """(seconds, peak MB, NullTextResult, CPU seconds) of one `null_text_inversion`."""
+    """(seconds, peak MB, Inversion, CPU seconds) of one `null_text_inversion`."""
 
     def call():
         with autocast(device, precision):
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         unet_s, unet_cpu = median(unet_calls, 0)[0], median(unet_calls, 1)[1]
         extra = {
             "steps": steps,
-            "inner_used": int(result.inner_steps.sum()),
+            "inner_used": int(result.diagnostics["inner_steps"].sum()),
             "unet_calls_s": unet_s,
             "overhead_pct": 100 * (seconds - unet_s) / unet_s,
         }
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         )
         # 2. With the reference early stop: the inner iterations actually used.
         seconds, peak, result, _ = run_inversion(model, z0, steps, early, device, precision)
-        used = int(result.inner_steps.sum())
+        used = int(result.diagnostics["inner_steps"].sum())
         rows.append(
             Row(
                 "null-text inversion",

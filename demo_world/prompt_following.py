@@ -20,7 +20,8 @@ import torch
 from demo_world.oracle import judge, read_image
 from demo_world.scene import ObjectSpec, Scene, caption
 from demo_world.vocabulary import BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES
-from editing.diffusion.sampling import initial_noise, sample
+from editing.diffusion.noise import initial_noise
+from editing.diffusion.sampling import sample
 
 
 def prompts_for(samples_per_pair: int, seed: int = 0) -> list[Scene]:

@@ -13,7 +13,8 @@ from torch import Tensor, nn
 
 from editing.diffusion.ddim import make_schedule
 from editing.errors import UserInputError, check_range, require_text
-from editing.inversion.null_text import NullTextSettings, optimize_step, pivot
+from editing.inversion.ddim_inversion import invert
+from editing.inversion.null_text import NullTextSettings, optimize_step
 from editing.io.artifacts import make_metadata
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
@@ -122,7 +123,7 @@ class NullTextStage(StageModule):
             return
         with self.trainer.precision_plugin.forward_context(), torch.no_grad():
             z0 = self.model.encode_image(self.image_pixels.to(self.device))
-            inversion = pivot(self.model, z0, self.cond, self.schedule)
+            inversion = invert(self.model, z0, self.cond, self.schedule)
         self.pivot_latents.copy_(inversion.latents)
         self.z_bar.copy_(inversion.x_T)
         self.pivot_ready.fill_(True)

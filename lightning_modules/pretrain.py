@@ -129,7 +129,8 @@ class PretrainDemoStage(LightningModule):
 
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
-        from editing.diffusion.sampling import initial_noise, sample
+        from editing.diffusion.noise import initial_noise
+        from editing.diffusion.sampling import sample
 
         model = self.ema_model()
         prompts = [

@@ -25,7 +25,7 @@ between the two (diffusers PRs #3436, #5145, #10695) cannot happen.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
@@ -149,27 +149,61 @@ def make_schedule(scheduler, num_inference_steps: int) -> DDIMSchedule:
 
 @dataclass
 class Inversion:
-    """Result of DDIM inversion.
+    """A DDIM inversion of one image and what an edit needs from it: the one result type of every
+    inversion in the project (plain DDIM, recorded for Direct Inversion, null-text optimised).
 
     Attributes:
-        latents: [N + 1, B, C, H, W]: z*_0 (the clean input) .. z*_N (= x_T), i.e. latents[k] is the
-            sample at the level reached after k inversion steps. Sampling step i starts from
-            latents[N - i] and ideally lands on latents[N - i - 1].
-        eps: [N, B, C, H, W]: the noise prediction of each inversion step in *sampling* order:
-            eps[i] was evaluated at timesteps[i] (Direct Inversion's eps_inv, re-indexed so that
-            sampling step i uses eps[i]).
+        x_T: [B, C, h, w] the end point z*_N of the inversion.
+        schedule: the N-step schedule it inverted through (and that sampling from x_T uses).
+        eps: [N, B, C, h, w] or None: the noise prediction of each inversion step in *sampling*
+            order: eps[i] was evaluated at timesteps[i] (Direct Inversion's eps_inv, re-indexed so
+            that sampling step i uses eps[i]).
+        latents: [N + 1, B, C, h, w] or None: z*_0 (the clean input) .. z*_N, i.e. latents[k] is
+            the sample after k inversion steps (the null-text pivot trajectory). Sampling step i
+            starts from latents[N - i] and ideally lands on latents[N - i - 1].
+        uncond: [N or 1, L, D] or None: the unconditional embeddings to sample with (null-text
+            inversion: one optimised embedding per step; negative-prompt inversion: the source
+            embedding); None means the embedding of "".
+        prompt: the text the inversion was conditioned on.
+        guidance_scale: the classifier-free guidance weight sampling from x_T should use (1: the
+            plain inversion's own, unguided trajectory).
+        diagnostics: per-step figures of an optimised inversion (null-text: inner_steps, losses).
     """
 
-    latents: Tensor
-    eps: Tensor
+    x_T: Tensor
+    schedule: DDIMSchedule
+    eps: Tensor | None = None
+    latents: Tensor | None = None
+    uncond: Tensor | None = None
+    prompt: str = ""
+    guidance_scale: float = 1.0
+    diagnostics: dict[str, Tensor] = field(default_factory=dict)
 
     @property
-    def x_T(self) -> Tensor:
-        return self.latents[-1]
+    def timesteps(self) -> Tensor:
+        return self.schedule.timesteps
+
+    def __len__(self) -> int:
+        return len(self.schedule)
 
     def target(self, i: int) -> Tensor:
         """z*_{t-1} for sampling step i: the pivot the null-text optimisation fits at that step."""
+        if self.latents is None:
+            raise ValueError("this inversion kept no trajectory (latents)")
         return self.latents[len(self.latents) - 2 - i]
+
+    def to(self, device: torch.device | str) -> Inversion:
+        def move(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x.to(device)
+
+        return replace(
+            self,
+            x_T=self.x_T.to(device),
+            schedule=self.schedule.to(device),
+            eps=move(self.eps),
+            latents=move(self.latents),
+            uncond=move(self.uncond),
+        )
 
 
 @torch.no_grad()
@@ -182,6 +216,8 @@ def ddim_invert(
         z0: [B, C, H, W] clean sample (latents or pixels).
         eps_fn: eps_theta(x, t), e.g. the conditional prediction for the inversion prompt.
         schedule: the schedule the edit will later sample with.
+    Returns:
+        An `Inversion` with x_T, the trajectory (latents) and the recorded eps.
     """
     from tqdm.auto import tqdm
 
@@ -196,20 +232,6 @@ def ddim_invert(
         x = ddim_step(x, eps, a_from, a_to)
         latents.append(x)
         eps_list[i] = eps
-    return Inversion(latents=torch.stack(latents), eps=torch.stack(eps_list))
-
-
-@torch.no_grad()
-def ddim_sample(
-    x_T: Tensor, eps_fn: EpsFn, schedule: DDIMSchedule, progress: bool = False
-) -> Tensor:
-    """Deterministic DDIM sampling from x_T through every step of `schedule`; returns x_0."""
-    from tqdm.auto import tqdm
-
-    x = x_T
-    steps = schedule.sampling()
-    if progress:
-        steps = tqdm(list(steps), desc="DDIM sampling", leave=False)
-    for _, t, a_t, a_prev in steps:
-        x = ddim_step(x, eps_fn(x, t), a_t, a_prev)
-    return x
+    return Inversion(
+        x_T=x, schedule=schedule, eps=torch.stack(eps_list), latents=torch.stack(latents)
+    )

@@ -21,6 +21,7 @@ The DDIM step on the same levels is `editing.diffusion.ddim.ddim_step` (reused, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,13 @@ class DDPMSchedule:
     def betas(self) -> Tensor:
         """[N] the respaced betas 1 - a_i / a_{i-1} (guided-diffusion's `SpacedDiffusion`)."""
         return 1.0 - self.alphas_cumprod / self.alphas_cumprod_prev
+
+    def sampling(self) -> Iterator[tuple[int, Tensor, Tensor, Tensor]]:
+        """(j, t, a_t, a_prev) in sampling order, j = 0 .. N-1 from the noisiest step: sampling
+        step j is respaced step N - 1 - j (`editing.diffusion.denoise.denoise` runs this)."""
+        n = len(self)
+        for j in range(n):
+            yield (j, *self.level(n - 1 - j))
 
     def level(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
         """(t_i, a_i, a_{i-1}) of respaced step i."""

@@ -6,14 +6,8 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
-from editing.diffusion.ddim import ddim_step, eps_from_x0, make_schedule, predict_x0
-
-
-def initial_noise(seeds: list[int], shape: tuple[int, ...], device: torch.device | str) -> Tensor:
-    """x_T [len(seeds), *shape]: one N(0, I) draw per seed from a CPU generator, so a seed gives
-    the same x_T whatever the batch it is sampled in and whatever the device."""
-    draws = [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
-    return torch.stack(draws).to(device)
+from editing.diffusion.ddim import eps_from_x0, make_schedule, predict_x0
+from editing.diffusion.denoise import denoise
 
 
 @torch.no_grad()
@@ -40,19 +34,17 @@ def sample(
     Returns:
         [B, C, h, w] final samples x_0 (latents for latent models; decode with `model.decode`).
     """
-    from tqdm.auto import tqdm
-
     if uncond is None:
         uncond = model.encode_prompt([""])
     schedule = make_schedule(model.scheduler, num_inference_steps).to(x_T.device)
-    x = x_T
-    steps = schedule.sampling()
-    if progress:
-        steps = tqdm(list(steps), desc="sampling", leave=False)
-    # 1. Denoise step by step: guided eps at t_i, then the DDIM update to the next level.
-    for _, t, a_t, a_prev in steps:
+
+    def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:
+        # Guided eps at t_i (CFG eq. 6); with clip_x0 the eps consistent with the clipped x0.
         eps = guided_eps(model, x, t, cond, uncond, guidance_scale)
         if clip_x0:
+            a_t = schedule.alphas[i]
             eps = eps_from_x0(x, predict_x0(x, eps, a_t).clamp(-1, 1), a_t)
-        x = ddim_step(x, eps, a_t, a_prev)
-    return x
+        return eps
+
+    # Denoise step by step: guided eps at t_i, then the DDIM update to the next level.
+    return denoise(x_T, schedule, eps_fn, desc="sampling" if progress else None)

@@ -39,50 +39,23 @@ from editing.diffusion.ddpm import (
     model_variance,
     posterior_mean,
 )
+from editing.diffusion.denoise import denoise
+from editing.diffusion.noise import randn_per_sample, seeded_generators
 from editing.editors.blended_guidance import (
     ExtendingAugmentations,
     background_loss,
     clip_loss,
-    load_guidance_clip,
     masked_clip_distance,
     range_loss,
     resize_for_clip,
 )
+from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, check_range, require_text
 from editing.io.edit_inputs import Inputs
 from editing.io.masks import prepare_mask
 from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
-
-
-# --- candidates: seeded draws and ranking (shared with blended_latent) -------------------------
-
-
-def candidate_generators(seeds: list[int], device) -> list[torch.Generator]:
-    """One generator per candidate: a candidate's draws do not depend on its batch."""
-    return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-
-
-def randn_candidates(generators: list[torch.Generator], shape, device) -> Tensor:
-    """[B, *shape] standard normal, row b drawn from generators[b]."""
-    return torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
-
-
-def ranked_results(
-    images: Tensor, seeds: list[int], scores: Tensor | None, params: dict
-) -> list[EditResult]:
-    """EditResults best first: by ascending `scores` (CLIP distance), or in seed order if None."""
-    order = list(range(len(seeds)))
-    if scores is not None:
-        order.sort(key=lambda k: float(scores[k]))
-    results = []
-    for rank, k in enumerate(order):
-        score = None if scores is None else float(scores[k])
-        label = f"#{rank + 1} seed={seeds[k]}" + ("" if score is None else f" d={score:.4f}")
-        extra = {"seed": seeds[k], "rank": rank + 1, **({} if score is None else {"score": score})}
-        results.append(EditResult(images[k], label, {**params, **extra}, score))
-    return results
 
 
 # --- the sampler ------------------------------------------------------------------------------
@@ -101,11 +74,13 @@ class BlendedSampler:
     def __init__(self, model, x0, mask, emb, schedule: DDPMSchedule, editor, clip, text_emb):
         self.model, self.x0, self.mask, self.emb, self.schedule = model, x0, mask, emb, schedule
         self.clip, self.text_emb = clip, text_emb
-        self.blend = editor.algorithm == "blended"
+        self.blend_background = editor.algorithm == "blended"
         self.ddim = editor.sampler == "ddim"
         self.clip_lambda = editor.clip_guidance_lambda if clip is not None else 0.0
         self.range_lambda = editor.range_lambda if clip is not None else 0.0
-        self.bg_lambda = editor.background_lambda if not self.blend and clip is not None else 0.0
+        self.bg_lambda = (
+            editor.background_lambda if not self.blend_background and clip is not None else 0.0
+        )
         self.variance_kind = editor.variance
         self.reference_level = editor.reference_background_level
         self.augment = ExtendingAugmentations(editor.num_augmentations)
@@ -150,49 +125,85 @@ class BlendedSampler:
         return eps.detach(), x0_hat.detach(), grad
 
     @torch.no_grad()
+    def foreground(
+        self,
+        x_t: Tensor,
+        i: int,
+        prediction: tuple[Tensor, Tensor, Tensor | None],
+        noise_fg: Tensor | None,
+    ) -> Tensor:
+        """Step 3 at respaced step i: the guided DDPM posterior sample (Algorithm 2) or the guided
+        DDIM step (Algorithm 3) from x_t, given (eps, x0_hat, g) of `guidance`."""
+        _, a_t, a_prev = self.schedule.level(i)
+        a_t, a_prev = float(a_t), float(a_prev)
+        eps, x0_hat, grad = prediction
+        if self.ddim:  # Algorithm 3: eps_hat = eps - sqrt(1 - a_t) grad log p, grad log p = -g
+            eps_hat = eps if grad is None else eps + math.sqrt(1.0 - a_t) * grad
+            return ddim_step(x_t, eps_hat, a_t, a_prev)
+        # Algorithm 2: x_fg ~ N(mu + Sigma grad log p, Sigma)
+        variance = float(model_variance(a_t, a_prev, self.variance_kind))
+        mean = posterior_mean(x0_hat, x_t, a_t, a_prev)
+        if grad is not None:
+            mean = mean - variance * grad
+        return ddpm_sample(mean, variance, noise_fg, last=i == 0).to(x_t.dtype)
+
+    @torch.no_grad()
+    def blend(self, x_fg: Tensor, i: int, noise_bg: Tensor | None) -> Tensor:
+        """Steps 4-5 at respaced step i: the source noised to the new level outside the mask
+        (Algorithm 1 does not blend)."""
+        if not self.blend_background:
+            return x_fg
+        _, a_t, a_prev = self.schedule.level(i)
+        a_bg = float(a_t) if self.reference_level else float(a_prev)
+        x_bg = add_noise(self.x0, noise_bg, a_bg)
+        return torch.where(self.mask > 0.5, x_fg, x_bg)
+
+    @torch.no_grad()
     def step(
         self, x_t: Tensor, i: int, generators, noise_fg: Tensor | None, noise_bg: Tensor | None
     ) -> Tensor:
-        """x_{t-1} from x_t [B, 3, R, R] at respaced step i (Algorithm 1, 2 or 3)."""
-        _, a_t, a_prev = self.schedule.level(i)
-        a_t, a_prev = float(a_t), float(a_prev)
-        # 1-2. Noise prediction, x0_hat and the guidance gradient g = dL/dx_t.
-        eps, x0_hat, grad = self.guidance(x_t, i, generators)
-        # 3. The foreground: guided DDPM posterior sample, or guided DDIM step.
-        if self.ddim:  # Algorithm 3: eps_hat = eps - sqrt(1 - a_t) grad log p, grad log p = -g
-            eps_hat = eps if grad is None else eps + math.sqrt(1.0 - a_t) * grad
-            x_fg = ddim_step(x_t, eps_hat, a_t, a_prev)
-        else:  # Algorithm 2: x_fg ~ N(mu + Sigma grad log p, Sigma)
-            variance = float(model_variance(a_t, a_prev, self.variance_kind))
-            mean = posterior_mean(x0_hat, x_t, a_t, a_prev)
-            if grad is not None:
-                mean = mean - variance * grad
-            x_fg = ddpm_sample(mean, variance, noise_fg, last=i == 0).to(x_t.dtype)
-        if not self.blend:  # Algorithm 1: no blending
-            return x_fg
-        # 4-5. The source noised to the new level, blended outside the mask.
-        a_bg = a_t if self.reference_level else a_prev
-        x_bg = add_noise(self.x0, noise_bg, a_bg)
-        return torch.where(self.mask > 0.5, x_fg, x_bg)
+        """x_{t-1} from x_t [B, 3, R, R] at respaced step i (Algorithm 1, 2 or 3), steps 1-5."""
+        prediction = self.guidance(x_t, i, generators)
+        return self.blend(self.foreground(x_t, i, prediction, noise_fg), i, noise_bg)
 
     @torch.no_grad()
     def sample(self, seeds: list[int], skip_timesteps: int, paste: bool) -> Tensor:
         """Final images [B, 3, R, R] in [-1, 1] for the candidates `seeds`."""
         device, shape = self.x0.device, tuple(self.x0.shape[1:])
-        generators = candidate_generators(seeds, device)
-        start = len(self.schedule) - skip_timesteps - 1
+        generators = seeded_generators(seeds)
+        n = len(self.schedule)
+        start = n - skip_timesteps - 1  # the respaced step sampling starts at
+        respaced = lambda j: n - 1 - j  # noqa: E731 - sampling step j of the loop
         # 1. x_k ~ q(x_k | x0) (Algorithm 2, line 1).
         x = add_noise(
-            self.x0, randn_candidates(generators, shape, device), self.schedule.level(start)[1]
+            self.x0, randn_per_sample(generators, shape, device), self.schedule.level(start)[1]
         )
-        # 2. The guided, blended denoising steps k .. 0.
-        for i in range(start, -1, -1):
-            noise_fg = randn_candidates(generators, shape, device) if i and not self.ddim else None
-            noise_bg = randn_candidates(generators, shape, device) if self.blend else None
-            x = self.step(x, i, generators, noise_fg, noise_bg)
+        # 2. The guided, blended denoising steps k .. 0 in the shared loop; each step draws its
+        #    foreground noise, then its background noise, then the augmentations.
+        noise: dict[str, Tensor | None] = {}
+
+        def before_step(j: int, t: Tensor) -> None:
+            i = respaced(j)
+            draw_fg = i and not self.ddim
+            noise["fg"] = randn_per_sample(generators, shape, device) if draw_fg else None
+            noise["bg"] = (
+                randn_per_sample(generators, shape, device) if self.blend_background else None
+            )
+
+        x = denoise(
+            x,
+            self.schedule,
+            lambda x_t, t, j: self.guidance(x_t, respaced(j), generators),
+            update=lambda x_t, pred, j, a_t, a_prev: self.foreground(
+                x_t, respaced(j), pred, noise["fg"]
+            ),
+            before_step=before_step,
+            after_step=lambda x_fg, j: self.blend(x_fg, respaced(j), noise["bg"]),
+            start=n - 1 - start,
+        )
         # 3. Paste the source outside the mask (the reference's `enforce_background`).
-        if paste and self.blend:
-            x = torch.where(self.mask > 0.5, x, self.x0)
+        if paste and self.blend_background:
+            x = paste_outside(x, self.x0, self.mask)
         return x.clamp(-1, 1)
 
 
@@ -274,9 +285,7 @@ class BlendedEditor:
 
     def clip(self, device):
         """The guidance/ranking CLIP, loaded once (clear error when none is configured)."""
-        if self._clip is None:
-            self._clip = load_guidance_clip(self.clip_path, self.clip_name)
-        return self._clip.to(device)
+        return cached_clip(self, device)
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
         # 1. Checks: pixel model, image, mask, prompt, schedule length.
@@ -310,7 +319,7 @@ class BlendedEditor:
             log.info("empty target_prompt: no CLIP guidance and no ranking (reference behaviour)")
         sampler = BlendedSampler(model, x0, mask, emb, schedule, self, clip, text_emb)
         # 3. Sample the K candidates in batches; score each by un-augmented CLIP distance.
-        seeds = [inputs.seed + k for k in range(self.num_candidates)]
+        seeds = candidate_seeds(inputs.seed, self.num_candidates)
         images, scores = [], []
         for start in range(0, len(seeds), self.batch_size):
             chunk = seeds[start : start + self.batch_size]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from editing.diffusion.noise import rand_per_sample
 from editing.errors import UserInputError
 from editing.models.clip import ClipModel, load_clip, spherical_distance
 from editing.models.lpips_weights import LPIPS_MIN_SIZE
@@ -117,7 +118,7 @@ class ExtendingAugmentations:
         if n == 0:
             return eye.clone()
         # 1. Uniform draws per candidate: [B, n, 13] -> [n * B, 13] in copy-major order.
-        u = torch.stack([torch.rand(n, 13, generator=g, device=device) for g in generators], 1)
+        u = torch.stack(rand_per_sample(list(generators), (n, 13), device), 1)
         u = u.reshape(n * b, 13)
         # 2. Affine: rotation and translation, applied with probability p.
         angle = (2 * u[:, 0] - 1) * math.radians(self.degrees)

@@ -28,9 +28,11 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
-from editing.diffusion.ddim import DDIMSchedule, add_noise, ddim_step, make_schedule
-from editing.editors.blended import candidate_generators, randn_candidates, ranked_results
-from editing.editors.blended_guidance import load_guidance_clip, masked_clip_distance
+from editing.diffusion.ddim import DDIMSchedule, add_noise, make_schedule
+from editing.diffusion.denoise import denoise
+from editing.diffusion.noise import randn_per_sample, seeded_generators
+from editing.editors.blended_guidance import masked_clip_distance
+from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, check_range, require_text
 from editing.io.edit_inputs import Inputs
 from editing.io.masks import downsample_mask, prepare_mask, shrinking_masks
@@ -118,27 +120,34 @@ class BlendedLatentEditor:
         cond, uncond: [1, L, D] text embeddings of the target prompt and of "".
         """
         device, shape = z0.device, tuple(z0.shape[1:])
-        generators = candidate_generators(seeds, device)
+        generators = seeded_generators(seeds)
         start, last = self.start_step(), self.num_inference_steps - 1
         cond = cond.expand(len(seeds), -1, -1)
         # 1. The noised source latent at the first step's level.
-        z = add_noise(z0, randn_candidates(generators, shape, device), schedule.alphas[start])
-        for i in range(start, self.num_inference_steps):
-            t, a_t, a_s = schedule.timesteps[i], schedule.alphas[i], schedule.alphas_prev[i]
-            # 2. Guided DDIM step on the target prompt.
-            eps = guided_eps(model, z, t, cond, uncond, self.guidance_scale)
-            z_fg = ddim_step(z, eps, a_t, a_s)
+        z = add_noise(z0, randn_per_sample(generators, shape, device), schedule.alphas[start])
+
+        def blend(z_fg: Tensor, i: int) -> Tensor:
             # 3. The source at the new level (clean after the last step).
-            level = 1.0 if i == last else float(a_s)
-            noise = randn_candidates(generators, shape, device) if i < last else None
+            level = 1.0 if i == last else float(schedule.alphas_prev[i])
+            noise = randn_per_sample(generators, shape, device) if i < last else None
             z_bg = z0.expand_as(z_fg) if noise is None else add_noise(z0, noise, level)
             # 4. Blend with the (possibly shrinking) latent mask.
             m = masks[i - start]
             z = torch.where(m > 0.5, z_fg, z_bg)
             if self.callback is not None:
+                t = schedule.timesteps[i]
                 info = {"step": i, "t": t, "a": level, "z": z, "z_bg": z_bg, "noise": noise}
                 self.callback({**info, "mask": m})
-        return z
+            return z
+
+        # 2. Guided DDIM steps on the target prompt (the shared loop), each blended (3-4).
+        return denoise(
+            z,
+            schedule,
+            lambda z_t, t, i: guided_eps(model, z_t, t, cond, uncond, self.guidance_scale),
+            after_step=blend,
+            start=start,
+        )
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
         # 1. Checks: latent model, image, mask, prompt.
@@ -154,9 +163,7 @@ class BlendedLatentEditor:
         prompt = require_text(inputs.target_prompt, "target_prompt", allow_empty=True)
         clip = text_emb = None
         if self.rank_with_clip and prompt.strip():
-            if self._clip is None:
-                self._clip = load_guidance_clip(self.clip_path, self.clip_name)
-            clip = self._clip.to(device)
+            clip = cached_clip(self, device)
             text_emb = clip.encode_text([prompt])
         elif self.rank_with_clip:
             log.info("empty target_prompt: candidates are not ranked")
@@ -178,7 +185,7 @@ class BlendedLatentEditor:
         else:
             masks = [m_lat] * n_steps
         # 3. Candidates in batches: blended sampling, decoding, pixel paste, CLIP score.
-        seeds = [inputs.seed + k for k in range(self.num_candidates)]
+        seeds = candidate_seeds(inputs.seed, self.num_candidates)
         images, scores = [], []
         for start in range(0, len(seeds), self.batch_size):
             chunk = seeds[start : start + self.batch_size]
@@ -186,7 +193,7 @@ class BlendedLatentEditor:
             with torch.no_grad():
                 x = model.decode(z).clamp(-1, 1)
                 if self.pixel_paste:
-                    x = torch.where(mask > 0.5, x, x0)
+                    x = paste_outside(x, x0, mask)
                 if clip is not None:
                     scores.append(masked_clip_distance(clip, x, mask, text_emb).cpu())
             images.append(x.cpu())

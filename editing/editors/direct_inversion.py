@@ -40,8 +40,9 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
-from editing.diffusion.ddim import DDIMSchedule, ddim_step, make_schedule
-from editing.diffusion.sampling import initial_noise
+from editing.diffusion.ddim import DDIMSchedule, make_schedule
+from editing.diffusion.denoise import denoise
+from editing.diffusion.noise import initial_noise
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range, require_text
 from editing.inversion.cache import load_or_invert
 from editing.io.edit_inputs import Inputs
@@ -135,37 +136,32 @@ def direct_inversion_sample(
     Returns:
         [B, C, h, w] the final samples z_0 (latents for latent models).
     """
-    from tqdm.auto import tqdm
-
     batch, device = x_T.shape[0], x_T.device
     lam = torch.tensor(lambdas, dtype=torch.float32, device=device).view(batch, 1, 1, 1)
     w = torch.tensor(guidance_scales, dtype=torch.float32, device=device).view(batch, 1, 1, 1)
     cond = cond.to(device).expand(batch, -1, -1)
     uncond = uncond.to(device).expand(batch, -1, -1)
     needs_cfg = lam.view(batch) < 1  # rows whose merged eps depends on eps_cfg
-    schedule = schedule.to(device)
-    x = x_T
-    steps = schedule.sampling()
-    if progress:
-        steps = tqdm(list(steps), desc="Direct Inversion sampling", leave=False)
-    for i, t, a_t, a_prev in steps:
+
+    def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:
         if not inject[i]:
             # 1a. No injection: the guided prediction eps_cfg alone.
-            eps = guided_eps(model, x, t, cond, uncond, w)
-        elif bool(needs_cfg.all()):
+            return guided_eps(model, x, t, cond, uncond, w)
+        if bool(needs_cfg.all()):
             # 1b. Noise merge (paper Sec. 3): eps = (1 - lambda) eps_cfg + lambda eps_inv[i].
-            eps = merge_noise(guided_eps(model, x, t, cond, uncond, w), eps_inv[i], lam, merge)
-        else:
-            # 1c. The same merge, where lambda = 1 rows take eps_inv[i] alone (no UNet call is
-            #     spent on them; the merge formula gives exactly eps_inv[i] there).
-            eps = eps_inv[i].expand_as(x).clone()
-            if bool(needs_cfg.any()):
-                r = needs_cfg
-                eps_cfg = guided_eps(model, x[r], t, cond[r], uncond[r], w[r])
-                eps[r] = merge_noise(eps_cfg, eps_inv[i], lam[r], merge)
-        # 2. Deterministic DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma = 0).
-        x = ddim_step(x, eps, a_t, a_prev)
-    return x
+            return merge_noise(guided_eps(model, x, t, cond, uncond, w), eps_inv[i], lam, merge)
+        # 1c. The same merge, where lambda = 1 rows take eps_inv[i] alone (no UNet call is spent
+        #     on them; the merge formula gives exactly eps_inv[i] there).
+        eps = eps_inv[i].expand_as(x).clone()
+        if bool(needs_cfg.any()):
+            r = needs_cfg
+            eps_cfg = guided_eps(model, x[r], t, cond[r], uncond[r], w[r])
+            eps[r] = merge_noise(eps_cfg, eps_inv[i], lam[r], merge)
+        return eps
+
+    # 2. Deterministic DDIM steps x_t -> x_{t-1} (DDIM eq. 12, sigma = 0) in the shared loop.
+    desc = "Direct Inversion sampling" if progress else None
+    return denoise(x_T, schedule.to(device), eps_fn, desc=desc)
 
 
 def _one_int(value, name: str, low: int, high: int | None = None) -> int:

@@ -24,7 +24,8 @@ import logging
 import torch
 from torch import Tensor
 
-from editing.diffusion.sampling import initial_noise, sample
+from editing.diffusion.noise import initial_noise
+from editing.diffusion.sampling import sample
 from editing.errors import UserInputError, as_float_list, as_int_list, check_range
 from editing.io.artifacts import Artifact, check_weights, load_artifact, model_metadata
 from editing.io.edit_inputs import Inputs

@@ -18,35 +18,23 @@ refused: Prompt-to-Prompt's maps are not defined there.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.processor import STANDARD_PROCESSORS
-from editing.diffusion.ddim import DDIMSchedule, make_schedule
+from editing.diffusion.ddim import Inversion, make_schedule
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError, as_float_list, as_int_list, require_text
-from editing.inversion.null_text import pivot
+from editing.inversion.ddim_inversion import invert
 from editing.io.artifacts import check_weights, load_artifact, model_metadata
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
 from editing.models.cascade import super_resolve_results
 
 INVERSIONS = ("null_text", "ddim", "negative_prompt")
-
-
-@dataclass
-class InvertedImage:
-    """What editing needs from an inversion: x_T [1, C, h, w], per-step (or constant) null
-    embeddings [N or 1, L, D], the schedule, the source caption and the guidance it was made for."""
-
-    x_T: Tensor
-    uncond: Tensor
-    schedule: DDIMSchedule
-    source_prompt: str
-    guidance_scale: float
 
 
 def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
@@ -119,7 +107,7 @@ class NullTextP2PEditor:
         self.name = name
 
     # ----------------------------------------------------------------------------- inversion
-    def invert(self, model, inputs: Inputs) -> InvertedImage:
+    def invert(self, model, inputs: Inputs) -> Inversion:
         """The inversion this edit starts from (artifact or computed now)."""
         if self.inversion == "null_text":
             if inputs.checkpoint_dir is None:
@@ -151,11 +139,11 @@ class NullTextP2PEditor:
                 raise UserInputError(
                     f"{artifact.path} was made with other DDIM timesteps than this model's scheduler gives"
                 )
-            return InvertedImage(
+            return Inversion(
                 x_T=artifact["z_T"],
-                uncond=artifact["null_embeddings"],
                 schedule=schedule,
-                source_prompt=artifact.metadata["source_prompt"],
+                uncond=artifact["null_embeddings"],
+                prompt=artifact.metadata["source_prompt"],
                 guidance_scale=float(artifact.metadata["guidance_scale"]),
             )
         if inputs.image is None:
@@ -166,9 +154,9 @@ class NullTextP2PEditor:
         schedule = make_schedule(model.scheduler, self.num_inference_steps).to(model.device)
         cond = model.encode_prompt([source], "source_prompt")
         z0 = model.encode_image(inputs.image.pixels.to(model.device))
-        x_T = pivot(model, z0, cond, schedule, progress=True).x_T
+        inversion = invert(model, z0, cond, schedule, source, progress=True)
         uncond = cond if self.inversion == "negative_prompt" else model.encode_prompt([""])
-        return InvertedImage(x_T, uncond, schedule, source, self.guidance_scale)
+        return replace(inversion, uncond=uncond, guidance_scale=self.guidance_scale)
 
     # ---------------------------------------------------------------------------- controllers
     def controller(self, model, prompts: list[str]):
@@ -229,8 +217,8 @@ class NullTextP2PEditor:
         results: list[EditResult] = []
         recon = None
         # 2. One batched Prompt-to-Prompt run per controller kind: [source, *edits].
-        for group in self.groups(model, inv.source_prompt, targets):
-            prompts = [inv.source_prompt, *group]
+        for group in self.groups(model, inv.prompt, targets):
+            prompts = [inv.prompt, *group]
             latents = p2p_sample(
                 model,
                 inv.x_T,
@@ -250,23 +238,23 @@ class NullTextP2PEditor:
                 latents = p2p_sample(
                     model,
                     inv.x_T,
-                    [inv.source_prompt],
+                    [inv.prompt],
                     None,
                     inv.schedule,
                     inv.guidance_scale,
                     inv.uncond,
                 )
                 recon = model.decode(latents).clamp(-1, 1).cpu()[0]
-            results.append(self._result(recon, "reconstruction", inv.source_prompt, inv))
+            results.append(self._result(recon, "reconstruction", inv.prompt, inv))
         # 4. Cascades: each result super-resolved with its own prompt.
         return super_resolve_results(model, results, inputs.seed)
 
-    def _result(self, image: Tensor, label: str, prompt: str, inv: InvertedImage) -> EditResult:
+    def _result(self, image: Tensor, label: str, prompt: str, inv: Inversion) -> EditResult:
         params = {
             "method": self.name,
             "inversion": self.inversion,
             "prompt": prompt,
-            "source_prompt": inv.source_prompt,
+            "source_prompt": inv.prompt,
             "guidance_scale": inv.guidance_scale,
             "num_inference_steps": len(inv.schedule),
             "cross_replace_steps": self.cross_replace_steps,

@@ -21,7 +21,9 @@ from torch import Tensor
 
 from editing.attention.controller import AttentionController
 from editing.attention.processor import attention_control
-from editing.diffusion.ddim import DDIMSchedule, ddim_step
+from editing.diffusion.cfg import classifier_free_guidance
+from editing.diffusion.ddim import DDIMSchedule
+from editing.diffusion.denoise import denoise
 from editing.models.diffusion_model import DiffusionModel
 
 
@@ -92,16 +94,19 @@ def p2p_sample(
     x = x_T.expand(num_prompts, *x_T.shape[1:]).clone()
     controller.reset()
 
+    def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:
+        # 4. One UNet call for [uncond x P; cond x P], then classifier-free guidance.
+        emb = embeddings[i if len(embeddings) > 1 else 0]
+        eps_u, eps_c = model.eps(torch.cat([x, x]), t, emb).chunk(2)
+        return classifier_free_guidance(eps_u, eps_c, guidance_scale)
+
     with attention_control(model.unet, controller):
-        for i, t, a_t, a_prev in schedule.sampling():
-            # 3. Tell the controller which step runs (cross/self replacement windows).
-            controller.begin_step(i, num_steps)
-            # 4. One UNet call for [uncond x P; cond x P], then classifier-free guidance.
-            emb = embeddings[i if len(embeddings) > 1 else 0]
-            eps_u, eps_c = model.eps(torch.cat([x, x]), t, emb).chunk(2)
-            eps = eps_u + guidance_scale * (eps_c - eps_u)
-            # 5. DDIM step x_t -> x_{t-1} (DDIM eq. 12, sigma = 0).
-            x = ddim_step(x, eps, a_t, a_prev)
-            # 6. The controller's step hook (LocalBlend) on the edited branches.
-            x = controller.end_step(x)
-    return x
+        # 3. The controller's clock (cross/self replacement windows); 5. the DDIM step (the
+        #    shared loop's default); 6. the controller's step hook (LocalBlend) on the edits.
+        return denoise(
+            x,
+            schedule,
+            eps_fn,
+            before_step=lambda i, t: controller.begin_step(i, num_steps),
+            after_step=lambda x_prev, i: controller.end_step(x_prev),
+        )

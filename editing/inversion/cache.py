@@ -2,7 +2,7 @@
 
 Optimisation-free editors that start from an inverted image (Direct Inversion, Elarabawy et al.
 2022; any method that needs x_T and the per-step eps of a DDIM inversion) share this per-image
-state. It is computed by `editing.diffusion.ddim.ddim_invert` (no second DDIM here) and, when the user gives
+state. It is computed by `editing.inversion.ddim_inversion.invert` (the one inversion) and, when the user gives
 `checkpoint_dir=D`, saved as `D/<stage>.safetensors` through `editing.io.artifacts` (atomic write).
 
 The artifact is keyed by content, never by file name or time: the image's sha256, the inversion
@@ -17,62 +17,18 @@ read or written.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from editing.diffusion.ddim import DDIMSchedule, ddim_invert, make_schedule
+from editing.diffusion.ddim import DDIMSchedule, Inversion, make_schedule
 from editing.errors import UserInputError
+from editing.inversion.ddim_inversion import invert
 from editing.io.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
 from editing.io.images import LoadedImage
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RecordedInversion:
-    """x_T and the noise predictions of a DDIM inversion, in sampling order.
-
-    Attributes:
-        x_T: [1, C, h, w] the end point of the inversion (z*_N), fp32.
-        eps: [N, 1, C, h, w] eps[i] = eps_theta(z*, timesteps[i], prompt) recorded by the inversion
-            step that undoes sampling step i (Direct Inversion's eps_inv, re-indexed by `ddim_invert`
-            so that sampling step i pairs with eps[i]).
-        timesteps: [N] int64, descending: the inversion schedule's timesteps (timesteps[0] is x_T's).
-    """
-
-    x_T: Tensor
-    eps: Tensor
-    timesteps: Tensor
-
-    def __len__(self) -> int:
-        return int(self.timesteps.numel())
-
-    def tensors(self) -> dict[str, Tensor]:
-        return {"x_T": self.x_T, "eps": self.eps, "timesteps": self.timesteps}
-
-    def to(self, device: torch.device | str) -> RecordedInversion:
-        return RecordedInversion(
-            self.x_T.to(device), self.eps.to(device), self.timesteps.to(device)
-        )
-
-
-@torch.no_grad()
-def invert_recording(
-    model, z0: Tensor, prompt_embedding: Tensor, schedule: DDIMSchedule, progress: bool = False
-) -> RecordedInversion:
-    """DDIM inversion of z0 [1, C, h, w] conditioned on one text embedding [1, L, D], no guidance
-    (w = 1, as the Direct Inversion reference does), recording eps at every step."""
-    schedule = schedule.to(z0.device)
-    emb = prompt_embedding.to(z0.device)
-
-    def eps_fn(x: Tensor, t: Tensor) -> Tensor:
-        return model.eps(x, t, emb)
-
-    inversion = ddim_invert(z0, eps_fn, schedule, progress=progress)
-    return RecordedInversion(inversion.x_T, inversion.eps, schedule.timesteps)
 
 
 def _compute_precision(model) -> str:
@@ -97,13 +53,14 @@ def inversion_key(
     }
 
 
-def _check_shapes(record: RecordedInversion, schedule: DDIMSchedule, latent_shape) -> str | None:
-    """Why a loaded record cannot be this run's inversion (None when it fits)."""
-    if tuple(record.x_T.shape) != (1, *latent_shape):
-        return f"x_T has shape {tuple(record.x_T.shape)}, this model samples {(1, *latent_shape)}"
-    if tuple(record.eps.shape) != (len(schedule), 1, *latent_shape):
-        return f"eps has shape {tuple(record.eps.shape)}"
-    if not torch.equal(record.timesteps.cpu(), schedule.timesteps.cpu()):
+def _check_shapes(tensors: dict[str, Tensor], schedule: DDIMSchedule, latent_shape) -> str | None:
+    """Why a loaded inversion cannot be this run's (None when it fits)."""
+    x_T, eps = tensors["x_T"], tensors["eps"]
+    if tuple(x_T.shape) != (1, *latent_shape):
+        return f"x_T has shape {tuple(x_T.shape)}, this model samples {(1, *latent_shape)}"
+    if tuple(eps.shape) != (len(schedule), 1, *latent_shape):
+        return f"eps has shape {tuple(eps.shape)}"
+    if not torch.equal(tensors["timesteps"].cpu(), schedule.timesteps.cpu()):
         return "its timesteps differ from this scheduler's"
     return None
 
@@ -116,7 +73,7 @@ def load_or_invert(
     checkpoint_dir: str | Path | None,
     stage: str,
     progress: bool = False,
-) -> RecordedInversion:
+) -> Inversion:
     """The recorded DDIM inversion of `image`, reused from `checkpoint_dir/<stage>.safetensors`
     when its content key matches, else computed (and saved there when checkpoint_dir is given).
 
@@ -128,7 +85,8 @@ def load_or_invert(
         checkpoint_dir: the cache folder, or None for no caching.
         stage: the artifact's stage name and file stem ("direct_inversion").
     Returns:
-        A `RecordedInversion` on the model's device.
+        An `Inversion` (x_T, schedule, eps; the trajectory too when computed now) on the model's
+        device.
     """
     device = model.device
     schedule = make_schedule(model.scheduler, num_inversion_steps)
@@ -143,9 +101,14 @@ def load_or_invert(
         except UserInputError as err:
             reason = str(err)
         else:
-            record = RecordedInversion(artifact["x_T"], artifact["eps"], artifact["timesteps"])
-            reason = _check_shapes(record, schedule, model.latent_shape)
+            reason = _check_shapes(artifact.tensors, schedule, model.latent_shape)
             if reason is None:
+                record = Inversion(
+                    x_T=artifact["x_T"],
+                    schedule=schedule.to(device),
+                    eps=artifact["eps"],
+                    prompt=inversion_prompt,
+                )
                 log.info(
                     "reusing the inversion in %s (same image, inversion prompt, base model, "
                     "resolution and %d steps)",
@@ -159,11 +122,12 @@ def load_or_invert(
     # 2. DDIM inversion of z0 = E(image) (posterior mean: deterministic) with eps recorded.
     z0 = model.encode_image(image.pixels.to(device))
     emb = model.encode_prompt([inversion_prompt], "inversion prompt")
-    record = invert_recording(model, z0, emb, schedule, progress=progress)
+    record = invert(model, z0, emb, schedule, inversion_prompt, progress=progress)
 
     # 3. Save it, keyed by content, when a cache folder was given.
     if path is not None:
         facts = {k: v for k, v in key.items() if k not in model_metadata(model)}
-        save_artifact(path, record.tensors(), make_metadata(stage, model, **facts))
+        tensors = {"x_T": record.x_T, "eps": record.eps, "timesteps": record.timesteps}
+        save_artifact(path, tensors, make_metadata(stage, model, **facts))
         log.info("saved the inversion to %s", path)
     return record

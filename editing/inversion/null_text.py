@@ -1,13 +1,13 @@
 """Null-text inversion (Mokady et al., CVPR 2023), the Lightning-free core.
 
 1. Pivot: DDIM inversion of z0 with the source caption C and guidance w = 1 gives z*_0 .. z*_T
-   (`ddim_invert`, Sec. 3.1).
+   (`editing.inversion.ddim_inversion.invert`, Sec. 3.1).
 2. Null-text optimisation (Sec. 3.2, Algorithm 1) with guidance w (7.5): z_bar_T = z*_T and
    null_T = embedding of "". For sampling steps i = 0 .. N-1 (t = T .. 1):
      N_inner Adam steps on  || z*_{t-1} - DDIM(z_bar_t, eps_u(null_t) + w (eps_c - eps_u(null_t))) ||^2
      w.r.t. null_t only (eq. 3), then z_bar_{t-1} = DDIM(z_bar_t, guided eps with the optimised
      null_t), and null_{t-1} starts from null_t.
-Reference-code details kept (REFERENCE.md): a fresh Adam at every step with lr 1e-2 (1 - i/100),
+Reference-code details kept (docs/methods.md): a fresh Adam at every step with lr 1e-2 (1 - i/100),
 10 inner steps, early stop when the loss < 1e-5 + i 2e-5 (checked after each update, on the loss
 before it), the conditional eps computed once per step. The embedding, the loss and the optimiser
 state are fp32 whatever precision the UNet runs at (fp16 fails: diffusers PR #6329).
@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from editing.diffusion.cfg import classifier_free_guidance
-from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_invert, ddim_step, make_schedule
+from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_step, make_schedule
+from editing.inversion.ddim_inversion import invert
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,6 @@ class StepResult:
     z_prev: Tensor
     loss: float
     inner_steps: int
-
-
-def pivot(
-    model, z0: Tensor, cond: Tensor, schedule: DDIMSchedule, progress: bool = False
-) -> Inversion:
-    """Step 1: DDIM inversion with the source caption and w = 1 (the pivot trajectory)."""
-    return ddim_invert(z0, lambda x, t: model.eps(x, t, cond), schedule, progress=progress)
 
 
 def optimize_step(
@@ -115,17 +109,6 @@ def optimize_step(
     return StepResult(z_prev=z_prev.detach(), loss=loss_value, inner_steps=used)
 
 
-@dataclass
-class NullTextResult:
-    """z_T, the per-step null embeddings [N, L, D] and diagnostics of a null-text inversion."""
-
-    z_T: Tensor
-    null_embeddings: Tensor
-    timesteps: Tensor
-    inner_steps: Tensor
-    losses: Tensor
-
-
 def null_text_inversion(
     model,
     z0: Tensor,
@@ -133,14 +116,19 @@ def null_text_inversion(
     num_inference_steps: int = 50,
     settings: NullTextSettings = NullTextSettings(),
     progress: bool = False,
-) -> NullTextResult:
+) -> Inversion:
     """The whole inversion as one function (library use and benchmarks; train.py's
-    `stage=null_text` runs the same steps one Lightning training step per timestep)."""
+    `stage=null_text` runs the same steps one Lightning training step per timestep).
+
+    Returns an `Inversion` with x_T = z*_T, `uncond` the per-step null embeddings [N, L, D], the
+    source prompt, the guidance w they were fitted for, and `diagnostics` inner_steps [N] (Adam
+    steps used per timestep) and losses [N].
+    """
     from tqdm.auto import tqdm
 
     schedule = make_schedule(model.scheduler, num_inference_steps).to(z0.device)
     cond = model.encode_prompt([source_prompt], "source_prompt")
-    inversion = pivot(model, z0, cond, schedule)
+    inversion = invert(model, z0, cond, schedule, source_prompt)
     null = nn.Parameter(model.encode_prompt([""]).clone())
     optimizer = torch.optim.Adam([null], lr=settings.lr)
     z_bar = inversion.x_T
@@ -154,10 +142,11 @@ def null_text_inversion(
         nulls.append(null.detach().clone())
         used.append(result.inner_steps)
         losses.append(result.loss)
-    return NullTextResult(
-        z_T=inversion.x_T,
-        null_embeddings=torch.cat(nulls),
-        timesteps=schedule.timesteps.cpu(),
-        inner_steps=torch.tensor(used),
-        losses=torch.tensor(losses),
+    return Inversion(
+        x_T=inversion.x_T,
+        schedule=schedule,
+        uncond=torch.cat(nulls),
+        prompt=source_prompt,
+        guidance_scale=settings.guidance_scale,
+        diagnostics={"inner_steps": torch.tensor(used), "losses": torch.tensor(losses)},
     )

@@ -17,7 +17,8 @@ from editing.attention import (
     LocalBlend,
     word_indices,
 )
-from editing.diffusion.ddim import ddim_sample, make_schedule
+from editing.diffusion.ddim import make_schedule
+from editing.diffusion.denoise import ddim_sample
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError
 

@@ -7,7 +7,8 @@ import torch
 from demo_world import read_image
 from demo_world.demo_model import DEMO_MODEL_DIR, load_demo_model
 from demo_world.zero_shot import attribute_retrieval
-from editing.diffusion.sampling import initial_noise, sample
+from editing.diffusion.noise import initial_noise
+from editing.diffusion.sampling import sample
 from editing.models.clip import load_clip
 
 CLIP_DIR = DEMO_MODEL_DIR.parent / "clip"

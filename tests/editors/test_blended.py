@@ -12,7 +12,8 @@ from PIL import Image
 
 from editing.diffusion.ddim import ddim_step
 from editing.diffusion.ddpm import make_ddpm_schedule
-from editing.editors.blended import BlendedEditor, BlendedSampler, candidate_generators
+from editing.diffusion.noise import seeded_generators
+from editing.editors.blended import BlendedEditor, BlendedSampler
 from editing.errors import UserInputError
 from editing.io.edit_inputs import Inputs
 from editing.io.images import from_uint8
@@ -103,7 +104,7 @@ def test_unguided_step_is_plain_blended_ddpm(model, clip_dir):
     g = torch.Generator().manual_seed(3)
     x_t, z_fg, z_bg = (torch.randn(2, 3, R, R, generator=g) for _ in range(3))
     i = 5
-    out = sampler.step(x_t, i, candidate_generators([0, 1], "cpu"), z_fg, z_bg)
+    out = sampler.step(x_t, i, seeded_generators([0, 1]), z_fg, z_bg)
     # By hand, DDPM eq. 7 on the respaced chain.
     t = int(schedule.timesteps[i])
     a, a_prev = (
@@ -123,7 +124,7 @@ def test_unguided_step_is_plain_blended_ddpm(model, clip_dir):
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
     # The DDIM variant (Algorithm 3) unguided: a DDIM step, blended the same way.
     sampler.ddim = True
-    out = sampler.step(x_t, i, candidate_generators([0, 1], "cpu"), None, z_bg)
+    out = sampler.step(x_t, i, seeded_generators([0, 1]), None, z_bg)
     expected = ddim_step(x_t, eps.float(), float(a), float(a_prev)) * mask + x_bg * (1 - mask)
     torch.testing.assert_close(out.double(), expected.double(), rtol=1e-5, atol=1e-5)
 
@@ -144,9 +145,9 @@ def test_guided_step_moves_against_the_loss_gradient(model, clip_dir, ddim):
         torch.randn(2, 3, R, R, generator=torch.Generator().manual_seed(k)) for k in range(3)
     )
     i = 4
-    eps, x0_hat, grad = sampler.guidance(x_t, i, candidate_generators([0, 1], "cpu"))
+    eps, x0_hat, grad = sampler.guidance(x_t, i, seeded_generators([0, 1]))
     assert grad is not None and grad.abs().sum() > 0
-    out = sampler.step(x_t, i, candidate_generators([0, 1], "cpu"), z_fg, z_bg)
+    out = sampler.step(x_t, i, seeded_generators([0, 1]), z_fg, z_bg)
     unguided = BlendedSampler(
         model, inputs.image.pixels, inputs.mask, emb, schedule, editor, None, None
     )

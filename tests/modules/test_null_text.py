@@ -9,9 +9,11 @@ from torch import nn
 
 from demo_world.tiny import build_tiny_model
 from editing.diffusion.cfg import guided_eps
-from editing.diffusion.ddim import ddim_sample, ddim_step, make_schedule
+from editing.diffusion.ddim import ddim_step, make_schedule
+from editing.diffusion.denoise import ddim_sample
 from editing.errors import UserInputError
-from editing.inversion.null_text import NullTextSettings, null_text_inversion, optimize_step, pivot
+from editing.inversion.ddim_inversion import invert
+from editing.inversion.null_text import NullTextSettings, null_text_inversion, optimize_step
 from editing.io.artifacts import load_artifact
 from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
@@ -33,7 +35,7 @@ def test_lr_schedule_and_early_stop_thresholds():
 def _step(model, z0, settings, i=3):
     schedule = make_schedule(model.scheduler, 10)
     cond = model.encode_prompt([SOURCE])
-    inv = pivot(model, z0, cond, schedule)
+    inv = invert(model, z0, cond, schedule)
     null = nn.Parameter(model.encode_prompt([""]).clone())
     opt = torch.optim.Adam([null], lr=123.0)
     opt.state[null] = {"stale": torch.zeros(1)}  # must be cleared: a fresh Adam per step
@@ -70,15 +72,15 @@ def test_null_text_reconstructs_better_than_ddim_inversion_at_guidance_7_5(tiny_
     n, w = 10, 7.5
     schedule = make_schedule(m.scheduler, n)
     cond, empty = m.encode_prompt([SOURCE]), m.encode_prompt([""])
-    x_T = pivot(m, z0, cond, schedule).x_T
+    x_T = invert(m, z0, cond, schedule).x_T
     ddim_rec = ddim_sample(x_T, lambda x, t: guided_eps(m, x, t, cond, empty, w), schedule)
     result = null_text_inversion(
         m, z0, SOURCE, n, NullTextSettings(num_inner_steps=10, early_stop=False)
     )
-    x = result.z_T
+    x = result.x_T
     with torch.no_grad():
         for i, t, a_t, a_prev in schedule.sampling():
-            eps = guided_eps(m, x, t, cond, result.null_embeddings[i : i + 1], w)
+            eps = guided_eps(m, x, t, cond, result.uncond[i : i + 1], w)
             x = ddim_step(x, eps, a_t, a_prev)
     err_ddim = float((ddim_rec - z0).pow(2).mean())
     err_null = float((x - z0).pow(2).mean())

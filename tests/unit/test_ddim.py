@@ -8,13 +8,13 @@ from demo_world.tiny import sd_scheduler
 from editing.diffusion.ddim import (
     add_noise,
     ddim_invert,
-    ddim_sample,
     ddim_step,
     eps_from_v,
     make_schedule,
     predict_x0,
     v_target,
 )
+from editing.diffusion.denoise import ddim_sample
 
 
 def test_step_then_inverse_step_is_identity():
@@ -111,18 +111,19 @@ def test_real_unet_inversion_error_shrinks_with_more_steps(tiny_model):
 def test_sample_with_clip_x0_keeps_predictions_in_range(monkeypatch):
     # Every DDIM step's implied x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) lies in [-1, 1] with
     # clip_x0; a random tiny pixel model's raw predictions do not.
-    import editing.diffusion.sampling as sampling
+    import editing.diffusion.denoise as denoise
     from demo_world.tiny import build_tiny_model
-    from editing.diffusion.sampling import initial_noise, sample
+    from editing.diffusion.noise import initial_noise
+    from editing.diffusion.sampling import sample
 
     seen: list[float] = []
-    real_step = sampling.ddim_step
+    real_step = denoise.ddim_step
 
     def recording_step(x, eps, a_t, a_prev):
         seen.append(float(((x - (1 - a_t).sqrt() * eps) / a_t.sqrt()).abs().max()))
         return real_step(x, eps, a_t, a_prev)
 
-    monkeypatch.setattr(sampling, "ddim_step", recording_step)
+    monkeypatch.setattr(denoise, "ddim_step", recording_step)
     model = build_tiny_model(latent=False)
     cond = model.encode_prompt(["a red square"])
     x_T = initial_noise([0], model.latent_shape, "cpu")
