@@ -18,6 +18,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from editing.editors.apply import apply_editor
+from editing.models.cascade import SuperResolutionSettings
 from editing_app.cli import precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
 from editing_app.runtime import precision_context, resolve_device
@@ -48,7 +50,7 @@ def edit(cfg: DictConfig) -> Path:
 
     # 3. The edit.
     with context:
-        results = editor(model, inputs)
+        results = apply_editor(editor, model, inputs, SuperResolutionSettings(**cfg.sr))
 
     # 4. Outputs per the command-line contract.
     metadata = {"base_model": model.identity.name, "method": cfg.method.get("name", "")}

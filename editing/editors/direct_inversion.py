@@ -28,7 +28,7 @@ more inference than inversion steps the unreachable top steps are skipped (logge
 counts the two schedules are identical.
 
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with the
-target text by the pretrained SR stage (`editing.models.cascade.super_resolve_results`).
+target text by the pretrained SR stage (`editing.editors.apply.apply_editor`).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ from editing.errors import UserInputError, as_float_list, as_int_list, check_ran
 from editing.inversion.cache import load_or_invert
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
-from editing.models.cascade import super_resolve_results
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +193,10 @@ class DirectInversionEditor:
     Every (lambda, w[, seed]) combination shares one inversion; results are lambda-major.
     """
 
+    cascade_super_resolution = (
+        True  # on a cascade, results are super-resolved (editing.editors.apply)
+    )
+
     def __init__(
         self,
         noise_lambda=0.5,
@@ -334,5 +337,4 @@ class DirectInversionEditor:
             for (lam, w, seed), image in zip(chunk, images):
                 label = f"lambda={lam:g} w={w:g}" + ("" if seed is None else f" seed={seed}")
                 results.append(EditResult(image, label, self._params(target, lam, w, seed)))
-        # 6. Cascades: each result super-resolved with the target text.
-        return super_resolve_results(model, results, inputs.seed)
+        return results

@@ -10,7 +10,7 @@ computed once for all of them. Inversions:
 - `negative_prompt`: DDIM inversion with the source-prompt embedding as the null embedding at every
   step (Miyake et al. 2023), optimisation-free.
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with its
-own prompt by the pretrained SR stage (`editing.models.cascade.super_resolve_results`). Models whose
+own prompt by the pretrained SR stage (`editing.editors.apply.apply_editor`). Models whose
 attention is not plain softmax attention (DeepFloyd IF's joint self/cross "added KV" attention) are
 refused: Prompt-to-Prompt's maps are not defined there.
 """
@@ -32,7 +32,6 @@ from editing.inversion.ddim_inversion import invert
 from editing.io.artifacts import check_weights, load_artifact, model_metadata
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
-from editing.models.cascade import super_resolve_results
 
 INVERSIONS = ("null_text", "ddim", "negative_prompt")
 
@@ -57,6 +56,10 @@ class NullTextP2PEditor:
     See configs/method/null_text_p2p.yaml for every setting. Results: one per target prompt (in
     the given order), then the reconstruction (source prompt only) when `reconstruction` is on.
     """
+
+    cascade_super_resolution = (
+        True  # on a cascade, results are super-resolved (editing.editors.apply)
+    )
 
     def __init__(
         self,
@@ -246,8 +249,7 @@ class NullTextP2PEditor:
                 )
                 recon = model.decode(latents).clamp(-1, 1).cpu()[0]
             results.append(self._result(recon, "reconstruction", inv.prompt, inv))
-        # 4. Cascades: each result super-resolved with its own prompt.
-        return super_resolve_results(model, results, inputs.seed)
+        return results
 
     def _result(self, image: Tensor, label: str, prompt: str, inv: Inversion) -> EditResult:
         params = {

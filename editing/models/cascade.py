@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 
 from editing.diffusion.ddim import add_noise
 from editing.diffusion.sampling import sample
-from editing.errors import UserInputError
+from editing.errors import UserInputError, check_range
 from editing.models.diffusion_model import DiffusionModel, ModelIdentity, _config_fingerprint
 
 IMAGE_CHANNELS = 3
@@ -289,9 +290,31 @@ def super_resolve(
     return x.clamp(-1, 1).cpu()
 
 
-def super_resolve_results(model: DiffusionModel, results: list, seed: int) -> list:
+@dataclass(frozen=True)
+class SuperResolutionSettings:
+    """How an edit's base-stage results are super-resolved on a cascade (`sr.*` of edit.py).
+
+    Attributes:
+        num_inference_steps: DDIM steps of the SR stage (IF-II default 50).
+        guidance_scale: its classifier-free guidance weight (IF-II default 4.0).
+    """
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 4.0
+
+    def __post_init__(self) -> None:
+        check_range(int(self.num_inference_steps), "sr.num_inference_steps", 1, 1000)
+        check_range(float(self.guidance_scale), "sr.guidance_scale", 0.0, None)
+
+
+def super_resolve_results(
+    model: DiffusionModel,
+    results: list,
+    seed: int,
+    settings: SuperResolutionSettings = SuperResolutionSettings(),
+) -> list:
     """Base-stage `EditResult`s of a cascade, super-resolved with each result's own prompt by the
-    pretrained SR stage (IF-II defaults: 50 DDIM steps, guidance 4); unchanged without SR."""
+    pretrained SR stage; unchanged without SR."""
     from editing.io.outputs import EditResult
 
     sr = getattr(model, "sr", None)
@@ -301,7 +324,15 @@ def super_resolve_results(model: DiffusionModel, results: list, seed: int) -> li
     out = []
     for r in results:
         cond = model.encode_prompt([r.params.get("prompt", "")])
-        image = super_resolve(sr, r.image[None], cond, uncond, [seed], 50, 4.0)[0]
+        image = super_resolve(
+            sr,
+            r.image[None],
+            cond,
+            uncond,
+            [seed],
+            int(settings.num_inference_steps),
+            float(settings.guidance_scale),
+        )[0]
         params = {**r.params, "sr": "pretrained", "sr_noise_level": sr.noise_level}
         out.append(EditResult(image, r.label, params, r.score))
     return out

@@ -35,9 +35,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from editing.editors.apply import apply_editor
 from editing.errors import UserInputError
 from editing.io.images import to_uint8
 from editing.io.outputs import write_outputs
+from editing.models.cascade import SuperResolutionSettings
 from editing_app.evaluation.case_inputs import case_inputs, case_target
 from editing_app.evaluation.records import base_row, digest, fingerprint, result_rows, write_json
 from editing_app.evaluation.scoring import Scorer, to_unit
@@ -98,6 +100,7 @@ class _Run:
         self.dir = run_dir(cfg)
         self.variant = variant_name(cfg)
         self.editor = hydra.utils.instantiate(cfg.method)  # refuses bad method settings first
+        self.sr = SuperResolutionSettings(**cfg.get("sr", {}))
         self.device = resolve_device(cfg.device)
         trainer_follows_device(cfg, self.device)
         self.stage_cfg = stage_plan(cfg)
@@ -196,7 +199,7 @@ class _Run:
             _sync(self.device)
             start = time.perf_counter()
             with self.context():
-                results = editor(model, inputs)
+                results = apply_editor(editor, model, inputs, self.sr)
             _sync(self.device)
             timing["edit_seconds"] = time.perf_counter() - start
             if not results:

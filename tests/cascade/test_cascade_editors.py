@@ -7,6 +7,7 @@ import torch
 
 from demo_world.demo_sr import build_demo_sr
 from demo_world.tiny import build_tiny_model
+from editing.editors.apply import apply_editor
 from editing.editors.blended import BlendedEditor
 from editing.editors.direct_inversion import DirectInversionEditor
 from editing.editors.null_text_p2p import NullTextP2PEditor
@@ -23,12 +24,12 @@ def _inputs(image_path, resolution=16, **kw):
 def test_direct_inversion_runs_on_the_base_stage_then_super_resolves(tiny_if, image_path):
     editor = DirectInversionEditor(num_inversion_steps=3, num_inference_steps=3)
     inputs = _inputs(image_path, target_prompt="a blue circle")
-    results = editor(tiny_if, inputs)
+    results = apply_editor(editor, tiny_if, inputs)
     assert len(results) == 1 and results[0].image.shape == (3, 32, 32)
     assert (
         results[0].params["sr"] == "pretrained" and results[0].params["prompt"] == "a blue circle"
     )
-    base = editor(with_sr(tiny_if, None), inputs)[0]
+    base = apply_editor(editor, with_sr(tiny_if, None), inputs)[0]
     assert base.image.shape == (3, 16, 16) and "sr" not in base.params
 
 
@@ -47,7 +48,7 @@ def test_prompt_to_prompt_on_a_plain_attention_cascade(image_path):
     model = with_sr(base, sr.freeze())
     editor = NullTextP2PEditor(inversion="ddim", num_inference_steps=3)
     inputs = _inputs(image_path, source_prompt="a red circle", target_prompt="a blue circle")
-    results = editor(model, inputs)
+    results = apply_editor(editor, model, inputs)
     assert [r.image.shape for r in results] == [(3, 32, 32)] * 2  # edit, reconstruction
     assert [r.params["prompt"] for r in results] == ["a blue circle", "a red circle"]
 

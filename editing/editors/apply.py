@@ -1,0 +1,25 @@
+"""Running an editor on a model: the edit, then (on a cascade) super-resolution, applied once here
+for every method rather than inside each editor."""
+
+from __future__ import annotations
+
+from editing.io.edit_inputs import Inputs
+from editing.io.outputs import EditResult
+from editing.models.cascade import SuperResolutionSettings, super_resolve_results
+
+
+def apply_editor(
+    editor,
+    model,
+    inputs: Inputs,
+    sr: SuperResolutionSettings | None = None,
+) -> list[EditResult]:
+    """`editor(model, inputs)`, then, when `model` is a pixel cascade and the editor's results are
+    base-stage images (`editor.cascade_super_resolution`, true for Direct Inversion and Prompt-to-Prompt),
+    each one super-resolved with its own prompt (`sr` settings; default IF-II's 50 steps at
+    guidance 4). Imagic super-resolves its own samples (with e_tgt and the fine-tuned SR stage);
+    pixel Blended Diffusion's results stay at the base resolution, where its mask lives."""
+    results = editor(model, inputs)
+    if not getattr(editor, "cascade_super_resolution", False):
+        return results
+    return super_resolve_results(model, results, inputs.seed, sr or SuperResolutionSettings())
