@@ -150,14 +150,31 @@ def blended_settings(base_model: str, quick: bool) -> list[str]:
     ]
 
 
-def comparison_grid(out: Path, image_path: Path) -> Path:
-    """input | each method's edit.png, labelled, as one PNG."""
+def edited_methods(steps: list[tuple[str, str, list[str]]]) -> list[str]:
+    """The output folders of the plan's edit steps, in order: one per method family (the
+    blended step runs method=blended or blended_latent into blended/). Every edit step names a
+    method of the registry (configs/method/)."""
+    from editing_app.registry import method_names
+
+    folders = []
+    for _, kind, overrides in steps:
+        if kind != "edit":
+            continue
+        settings = dict(o.split("=", 1) for o in overrides if "=" in o)
+        if settings.get("method") not in method_names():
+            raise ValueError(f"demo step with unknown method {settings.get('method')!r}")
+        folders.append(Path(settings["output_dir"]).name)
+    return folders
+
+
+def comparison_grid(out: Path, image_path: Path, methods: list[str]) -> Path:
+    """input | each method's edit.png (`methods`: folders under `out`), labelled, as one PNG."""
     from PIL import Image
 
     from editing.io.outputs import make_grid
 
     tiles, labels = [Image.open(image_path).convert("RGB")], ["input"]
-    for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
+    for method in methods:
         edit_png = out / method / "edit.png"
         if edit_png.is_file():
             tiles.append(Image.open(edit_png).convert("RGB"))
@@ -195,7 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output.resolve()
     timings = []
     start = time.perf_counter()
-    for label, kind, overrides in plan(base_model, args.quick, examples[EXAMPLE], out):
+    steps = plan(base_model, args.quick, examples[EXAMPLE], out)
+    methods = edited_methods(steps)
+    for label, kind, overrides in steps:
         t0 = time.perf_counter()
         if kind == "train":
             train(compose_config("train", overrides))
@@ -203,9 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             edit(compose_config("edit", overrides))
         timings.append((label, time.perf_counter() - t0))
         print(f"[{time.perf_counter() - start:6.1f} s] {label}: {timings[-1][1]:.1f} s", flush=True)
-    grid = comparison_grid(out, REPO / "assets" / "examples" / examples[EXAMPLE]["image"])
+    grid = comparison_grid(out, REPO / "assets" / "examples" / examples[EXAMPLE]["image"], methods)
     print(f"\ndemo ({base_model} model) finished in {time.perf_counter() - start:.1f} s")
-    for method in ("imagic", "null_text_p2p", "direct_inversion", "blended"):
+    for method in methods:
         print(f"  {method:18s} {out / method}")
     print(f"  comparison grid    {grid}")
     return 0

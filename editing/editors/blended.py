@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -41,6 +42,7 @@ from editing.diffusion.ddpm import (
 )
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import randn_per_sample, seeded_generators
+from editing.editors import settings
 from editing.editors.blended_guidance import (
     ExtendingAugmentations,
     background_loss,
@@ -50,7 +52,7 @@ from editing.editors.blended_guidance import (
     resize_for_clip,
 )
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
-from editing.errors import UserInputError, check_range, require_text
+from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
 from editing.io.masks import prepare_mask
 from editing.io.outputs import EditResult
@@ -210,77 +212,71 @@ class BlendedSampler:
 # --- the editor --------------------------------------------------------------------------------
 
 
-def _setting(value, key: str, cast=int, low: float = 0, high: float | None = None):
-    """`method.<key>` as `cast`, refused (UserInputError) outside [low, high]."""
-    value = cast(value)
-    check_range(value, f"method.{key}", low, high)
-    return value
-
-
+@dataclass(eq=False)
 class BlendedEditor:
     """`python edit.py method=blended image=IMG mask=MASK target_prompt=T` (see module docstring).
 
-    Args (defaults: P = paper, R = reference code):
-        algorithm: "blended" (Algorithms 2/3, P) or "local_clip" (Algorithm 1, the baseline).
-        sampler: "ddpm" (Algorithm 2, P) or "ddim" (Algorithm 3).
-        num_timesteps: respaced DDPM steps (R: 100 of the 1000 training steps).
-        skip_timesteps: steps skipped at the noisy end (R: 25, i.e. 75 guided steps).
-        variance: DDPM sigma_t^2, "small" (posterior beta~) or "large" (beta).
-        clip_guidance_lambda (R 1000), range_lambda (R 50), background_lambda (Algorithm 1, P ~1000).
-        num_augmentations: N copies per CLIP evaluation, the un-augmented one included (P 16, R 8).
-        num_candidates: K samples ranked by CLIP (P 64; R 8 x 4); candidate k uses seed + k.
-        batch_size: candidates per UNet/CLIP batch.
-        text_condition: condition a text model on the target prompt (default: "", P).
-        invert_mask: edit outside the mask (background). dilate: grow the mask by N pixels.
-        enforce_background: paste the source outside the mask at the end (R default true).
-        reference_background_level: blend with the source noised to the level of t rather than
-            t-1, as the reference code's `postprocess_fn` does (default off, P).
-        clip_path, clip_name: the CLIP (`clip.path` / `clip.name` of the top-level config).
+    The fields are the settings of configs/method/blended.yaml (P = paper, R = reference code):
+    `__post_init__` checks and normalises them; `clip(device)` loads the guidance CLIP once.
     """
 
-    def __init__(
-        self,
-        algorithm: str = "blended",
-        sampler: str = "ddpm",
-        num_timesteps: int = 100,
-        skip_timesteps: int = 25,
-        variance: str = "small",
-        clip_guidance_lambda: float = 1000.0,
-        range_lambda: float = 50.0,
-        background_lambda: float = 1000.0,
-        num_augmentations: int = 16,
-        num_candidates: int = 64,
-        batch_size: int = 4,
-        text_condition: bool = False,
-        invert_mask: bool = False,
-        dilate: int = 0,
-        enforce_background: bool = True,
-        reference_background_level: bool = False,
-        clip_path: str | None = None,
-        clip_name: str | None = None,
-        name: str = "blended",
-    ) -> None:
-        for key, value, allowed in (
-            ("algorithm", algorithm, ("blended", "local_clip")),
-            ("sampler", sampler, ("ddpm", "ddim")),
-            ("variance", variance, ("small", "large")),
-        ):
-            if value not in allowed:
-                raise UserInputError(f"method.{key}={value!r}: choose one of {', '.join(allowed)}")
-        self.algorithm, self.sampler, self.variance = algorithm, sampler, variance
-        self.num_timesteps = _setting(num_timesteps, "num_timesteps", int, 1, 1000)
-        self.skip_timesteps = _setting(skip_timesteps, "skip_timesteps", int, 0, num_timesteps - 1)
-        self.clip_guidance_lambda = _setting(clip_guidance_lambda, "clip_guidance_lambda", float)
-        self.range_lambda = _setting(range_lambda, "range_lambda", float)
-        self.background_lambda = _setting(background_lambda, "background_lambda", float)
-        self.num_augmentations = _setting(num_augmentations, "num_augmentations", int, 1)
-        self.num_candidates = _setting(num_candidates, "num_candidates", int, 1)
-        self.batch_size = _setting(batch_size, "batch_size", int, 1)
-        self.dilate = _setting(dilate, "dilate", int, 0)
-        self.text_condition, self.invert_mask = bool(text_condition), bool(invert_mask)
-        self.enforce_background = bool(enforce_background)
-        self.reference_background_level = bool(reference_background_level)
-        self.clip_path, self.clip_name, self.name = clip_path, clip_name, name
+    # "blended" (Algorithms 2/3, P) or "local_clip" (Algorithm 1, the paper's baseline).
+    algorithm: str = "blended"
+    # "ddpm" (Algorithm 2, P) or "ddim" (Algorithm 3).
+    sampler: str = "ddpm"
+    # Respaced DDPM steps of the 1000 training steps (R).
+    num_timesteps: int = 100
+    # Steps skipped at the noisy end: start from the input noised to step 75 of 100 (R).
+    skip_timesteps: int = 25
+    # DDPM sigma_t^2: "small" (posterior beta~) or "large" (beta) (R: small).
+    variance: str = "small"
+    # Weight of the CLIP loss (R).
+    clip_guidance_lambda: float = 1000.0
+    # Weight of the range loss keeping x0_hat in [-1, 1] (R).
+    range_lambda: float = 50.0
+    # Algorithm 1 only: (MSE + LPIPS) / 2 outside the mask (P ~1000).
+    background_lambda: float = 1000.0
+    # CLIP copies per step, the un-augmented one included (P 16; R 8).
+    num_augmentations: int = 16
+    # K candidates ranked by CLIP (P 64; R 8 x 4); candidate k uses seed + k.
+    num_candidates: int = 64
+    # Candidates per UNet/CLIP batch (project choice).
+    batch_size: int = 4
+    # Condition a text model on the target prompt too (P: "", the unconditional model).
+    text_condition: bool = False
+    # Edit outside the mask (background replacement) (project choice).
+    invert_mask: bool = False
+    # Grow the mask by N pixels (project choice).
+    dilate: int = 0
+    # Paste the source outside the mask at the end (R `enforce_background`).
+    enforce_background: bool = True
+    # Blend with the source noised to t rather than t-1, as R's `postprocess_fn` (P: off).
+    reference_background_level: bool = False
+    # The CLIP: `clip.path` / `clip.name` of the top-level config (project choice).
+    clip_path: str | None = None
+    clip_name: str | None = None
+    # The method's name in results and tables.
+    name: str = "blended"
+
+    def __post_init__(self) -> None:
+        self.algorithm = settings.choice(self.algorithm, "algorithm", ("blended", "local_clip"))
+        self.sampler = settings.choice(self.sampler, "sampler", ("ddpm", "ddim"))
+        self.variance = settings.choice(self.variance, "variance", ("small", "large"))
+        self.num_timesteps = settings.integer(self.num_timesteps, "num_timesteps", 1, 1000)
+        self.skip_timesteps = settings.integer(
+            self.skip_timesteps, "skip_timesteps", 0, self.num_timesteps - 1
+        )
+        for key in ("clip_guidance_lambda", "range_lambda", "background_lambda"):
+            setattr(self, key, settings.number(getattr(self, key), key, 0))
+        self.num_augmentations = settings.integer(self.num_augmentations, "num_augmentations", 1)
+        self.num_candidates = settings.integer(self.num_candidates, "num_candidates", 1)
+        self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
+        self.dilate = settings.integer(self.dilate, "dilate", 0)
+        for key in ("text_condition", "invert_mask", "enforce_background"):
+            setattr(self, key, settings.flag(getattr(self, key), key))
+        self.reference_background_level = settings.flag(
+            self.reference_background_level, "reference_background_level"
+        )
         self._clip = None
 
     def clip(self, device):

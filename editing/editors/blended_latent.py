@@ -23,6 +23,7 @@ as in the public script).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -31,9 +32,10 @@ from editing.diffusion.cfg import guided_eps
 from editing.diffusion.ddim import DDIMSchedule, add_noise, make_schedule
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import randn_per_sample, seeded_generators
+from editing.editors import settings
 from editing.editors.blended_guidance import masked_clip_distance
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
-from editing.errors import UserInputError, check_range, require_text
+from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
 from editing.io.masks import downsample_mask, prepare_mask, shrinking_masks
 from editing.io.outputs import EditResult
@@ -41,64 +43,65 @@ from editing.io.outputs import EditResult
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class BlendedLatentEditor:
     """Blended Latent Diffusion (see the module docstring).
 
-    Args (R = the public SD script's default):
-        num_inference_steps: DDIM steps of the full schedule (R 50).
-        strength: fraction of the schedule run from the noised source latent (R 0.75, i.e.
-            `blending_start_percentage` 0.25 skipped).
-        guidance_scale: classifier-free guidance weight (R 7.5).
-        num_candidates: K samples (R batch 4); candidate k uses seed + k. batch_size: per UNet batch.
-        pixel_paste: paste the input outside the mask after decoding (exact background).
-        mask_downsample: "nearest" (R) or "max" (a latent cell is edited if any of its pixels is).
-        shrink_radius: progressive shrinking: dilate the latent mask by this many cells at the first
-            step, shrinking to 0 by the `shrink_until` fraction of the steps (0 = off).
-        rank_with_clip: rank the candidates by CLIP distance of the masked result (needs a CLIP).
-        invert_mask, dilate: as method=blended. clip_path, clip_name: the CLIP for ranking.
+    The fields are the settings of configs/method/blended_latent.yaml (R = the public SD
+    script's default); `__post_init__` checks and normalises them.
+
     Attributes:
         callback: optional `callback(info: dict)` after every blended step, with keys step, t,
             a (level of the blended latent), z, z_bg, noise, mask (latent) (tests, previews).
     """
 
-    def __init__(
-        self,
-        num_inference_steps: int = 50,
-        strength: float = 0.75,
-        guidance_scale: float = 7.5,
-        num_candidates: int = 4,
-        batch_size: int = 4,
-        pixel_paste: bool = True,
-        mask_downsample: str = "nearest",
-        shrink_radius: int = 0,
-        shrink_until: float = 0.5,
-        rank_with_clip: bool = False,
-        invert_mask: bool = False,
-        dilate: int = 0,
-        clip_path: str | None = None,
-        clip_name: str | None = None,
-        name: str = "blended_latent",
-    ) -> None:
-        self.num_inference_steps = int(num_inference_steps)
-        check_range(self.num_inference_steps, "method.num_inference_steps", 1, 1000)
-        self.strength = float(strength)
-        if not 0.0 < self.strength <= 1.0:
-            raise UserInputError(f"method.strength={strength} must be in (0, 1]")
-        self.guidance_scale = float(guidance_scale)
-        self.num_candidates, self.batch_size = int(num_candidates), int(batch_size)
-        check_range(self.num_candidates, "method.num_candidates", 1)
-        check_range(self.batch_size, "method.batch_size", 1)
-        self.pixel_paste = bool(pixel_paste)
-        if mask_downsample not in ("nearest", "max"):
-            raise UserInputError(f"method.mask_downsample={mask_downsample!r}: nearest or max")
-        self.mask_downsample = mask_downsample
-        self.shrink_radius, self.shrink_until = int(shrink_radius), float(shrink_until)
-        check_range(self.shrink_radius, "method.shrink_radius", 0)
-        check_range(self.shrink_until, "method.shrink_until", 0.0, 1.0)
-        self.rank_with_clip = bool(rank_with_clip)
-        self.invert_mask, self.dilate = bool(invert_mask), int(dilate)
-        check_range(self.dilate, "method.dilate", 0)
-        self.clip_path, self.clip_name, self.name = clip_path, clip_name, name
+    # DDIM steps of the full schedule (R 50).
+    num_inference_steps: int = 50
+    # Fraction of the schedule run from the noised source latent (R 0.75, i.e.
+    # `blending_start_percentage` 0.25 skipped).
+    strength: float = 0.75
+    # Classifier-free guidance weight (R 7.5).
+    guidance_scale: float = 7.5
+    # K samples (R: a batch of 4); candidate k uses seed + k.
+    num_candidates: int = 4
+    # Candidates per UNet batch (project choice).
+    batch_size: int = 4
+    # Paste the input pixels outside the mask after decoding: an exact background (project choice).
+    pixel_paste: bool = True
+    # "nearest" (R) or "max" (a latent cell is edited if any of its pixels is).
+    mask_downsample: str = "nearest"
+    # Progressive shrinking (paper Sec. 4.2): dilate the latent mask by this many cells at the
+    # first step, shrinking to 0 by the `shrink_until` fraction of the steps (0 = off, R).
+    shrink_radius: int = 0
+    shrink_until: float = 0.5
+    # Rank the candidates by CLIP distance of the masked result (paper; R: off).
+    rank_with_clip: bool = False
+    # As method=blended: edit outside the mask; grow the (pixel) mask by N pixels.
+    invert_mask: bool = False
+    dilate: int = 0
+    # The CLIP for ranking: `clip.path` / `clip.name` of the top-level config.
+    clip_path: str | None = None
+    clip_name: str | None = None
+    # The method's name in results and tables.
+    name: str = "blended_latent"
+
+    def __post_init__(self) -> None:
+        self.num_inference_steps = settings.integer(
+            self.num_inference_steps, "num_inference_steps", 1, 1000
+        )
+        self.strength = settings.number(self.strength, "strength", 0.0, 1.0, open_low=True)
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.num_candidates = settings.integer(self.num_candidates, "num_candidates", 1)
+        self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
+        self.pixel_paste = settings.flag(self.pixel_paste, "pixel_paste")
+        self.mask_downsample = settings.choice(
+            self.mask_downsample, "mask_downsample", ("nearest", "max")
+        )
+        self.shrink_radius = settings.integer(self.shrink_radius, "shrink_radius", 0)
+        self.shrink_until = settings.number(self.shrink_until, "shrink_until", 0.0, 1.0)
+        self.rank_with_clip = settings.flag(self.rank_with_clip, "rank_with_clip")
+        self.invert_mask = settings.flag(self.invert_mask, "invert_mask")
+        self.dilate = settings.integer(self.dilate, "dilate", 0)
         self.callback = None
         self._clip = None
 

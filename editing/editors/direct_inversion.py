@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -43,7 +46,8 @@ from editing.diffusion.cfg import guided_eps
 from editing.diffusion.ddim import DDIMSchedule, make_schedule
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import initial_noise
-from editing.errors import UserInputError, as_float_list, as_int_list, check_range, require_text
+from editing.editors import settings
+from editing.errors import UserInputError, require_text
 from editing.inversion.cache import load_or_invert
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
@@ -163,92 +167,79 @@ def direct_inversion_sample(
     return denoise(x_T, schedule.to(device), eps_fn, desc=desc)
 
 
-def _one_int(value, name: str, low: int, high: int | None = None) -> int:
-    items = as_int_list(value, name)
-    if len(items) != 1:
-        raise UserInputError(f"{name} takes one integer, got {items}")
-    check_range(items[0], name, low, high)
-    return items[0]
-
-
+@dataclass(eq=False)
 class DirectInversionEditor:
     """`python edit.py method=direct_inversion image=IMG target_prompt=T [method.noise_lambda=[..]]`.
 
-    Args:
-        noise_lambda: one value or a list in [0, 1] (reference: 0.5). 1 reconstructs the input,
-            0 ignores it; values outside [0, 1] are refused (extrapolation is not in the paper).
-        guidance_scale: CFG weight w on the target text, one value or a list (reference: 3).
-        num_inversion_steps / num_inference_steps: DDIM steps (reference: 100 / 100).
-        stop_step: inject only in sampling steps i < k (None: all; 0: never, plain CFG sampling).
-        inject_every: inject every k-th step (paper's injection frequency; default 1).
-        merge: "linear" (reference) or "variance_preserving" (reference, commented out).
-        start: "inverted" (x_T, the method) or "noise" (fresh seeded noise; the recorded eps
-            still steers the trajectory).
-        seeds: with start=noise, one seed or a list (None: the top-level seed).
-        inversion_prompt: the inversion's condition (reference: "").
-        invert_with_source: condition the inversion on `source_prompt` instead (a common variant:
-            on models with a weak unconditional branch, e.g. the demo model, the empty-prompt
-            inversion loses the layout and the edit moves the object).
-        batch_size: samples per UNet batch (each sample is one CFG uncond/cond pair).
-    Every (lambda, w[, seed]) combination shares one inversion; results are lambda-major.
+    The fields are the settings of configs/method/direct_inversion.yaml (defaults: the reference
+    notebook); `__post_init__` checks them and sets the normalised `lambdas` and
+    `guidance_scales` (lists). Every (lambda, w[, seed]) combination shares one inversion;
+    results are lambda-major.
     """
 
-    cascade_super_resolution = (
-        True  # on a cascade, results are super-resolved (editing.editors.apply)
-    )
+    # On a cascade, results are super-resolved afterwards (editing.editors.apply); not a setting.
+    cascade_super_resolution: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        noise_lambda=0.5,
-        guidance_scale=3.0,
-        num_inversion_steps: int = 100,
-        num_inference_steps: int = 100,
-        stop_step: int | None = None,
-        inject_every: int = 1,
-        merge: str = "linear",
-        start: str = "inverted",
-        seeds=None,
-        inversion_prompt: str = "",
-        invert_with_source: bool = False,
-        batch_size: int = 8,
-        name: str = STAGE,
-    ) -> None:
-        self.lambdas = as_float_list(noise_lambda, "method.noise_lambda")
-        for lam in self.lambdas:
-            check_range(lam, "method.noise_lambda", 0.0, 1.0)
-        self.guidance_scales = as_float_list(guidance_scale, "method.guidance_scale")
-        for w in self.guidance_scales:
-            check_range(w, "method.guidance_scale", 0.0, None)
-        self.num_inversion_steps = _one_int(
-            num_inversion_steps, "method.num_inversion_steps", 1, 1000
+    # One value or a list in [0, 1] (reference 0.5). 1 reconstructs the input, 0 ignores it;
+    # values outside [0, 1] are refused (extrapolation is not in the paper).
+    noise_lambda: float | Sequence[float] = 0.5
+    # CFG weight w on the target text, one value or a list (reference 3).
+    guidance_scale: float | Sequence[float] = 3.0
+    # DDIM inversion / sampling steps (reference 100 / 100).
+    num_inversion_steps: int = 100
+    num_inference_steps: int = 100
+    # Inject only in sampling steps i < k (None: all; 0: never, plain CFG sampling) (paper).
+    stop_step: int | None = None
+    # Inject every k-th step (the paper's injection frequency; reference 1).
+    inject_every: int = 1
+    # "linear" (reference) or "variance_preserving" (reference, commented out).
+    merge: str = "linear"
+    # "inverted" (x_T, the method) or "noise" (fresh seeded noise; the recorded eps still
+    # steers the trajectory) (project choice).
+    start: str = "inverted"
+    # With start=noise: one seed or a list (None: the top-level seed) (project choice).
+    seeds: int | Sequence[int] | None = None
+    # The inversion's condition (reference "").
+    inversion_prompt: str = ""
+    # Condition the inversion on `source_prompt` instead (a common variant: on models with a
+    # weak unconditional branch, e.g. the demo model, the empty-prompt inversion loses the
+    # layout and the edit moves the object) (project choice).
+    invert_with_source: bool = False
+    # Samples per UNet batch, each one CFG uncond/cond pair (project choice).
+    batch_size: int = 8
+    # The method's name in results and tables.
+    name: str = STAGE
+
+    def __post_init__(self) -> None:
+        self.lambdas = settings.numbers(self.noise_lambda, "noise_lambda", 0.0, 1.0)
+        self.guidance_scales = settings.numbers(self.guidance_scale, "guidance_scale", 0.0)
+        self.num_inversion_steps = settings.integer(
+            self.num_inversion_steps, "num_inversion_steps", 1, 1000
         )
-        self.num_inference_steps = _one_int(
-            num_inference_steps, "method.num_inference_steps", 1, 1000
+        self.num_inference_steps = settings.integer(
+            self.num_inference_steps, "num_inference_steps", 1, 1000
         )
-        self.stop_step = None
-        if stop_step is not None:
-            self.stop_step = _one_int(stop_step, "method.stop_step", 0, self.num_inference_steps)
-        self.inject_every = _one_int(inject_every, "method.inject_every", 1)
-        if merge not in MERGES:
-            raise UserInputError(f"method.merge={merge!r} is not one of {', '.join(MERGES)}")
-        if start not in STARTS:
-            raise UserInputError(f"method.start={start!r} is not one of {', '.join(STARTS)}")
-        self.merge, self.start = merge, start
-        self.seeds = None if seeds is None else as_int_list(seeds, "method.seeds")
-        if self.seeds is not None and start != "noise":
+        self.stop_step = settings.optional_integer(
+            self.stop_step, "stop_step", 0, self.num_inference_steps
+        )
+        self.inject_every = settings.integer(self.inject_every, "inject_every", 1)
+        self.merge = settings.choice(self.merge, "merge", MERGES)
+        self.start = settings.choice(self.start, "start", STARTS)
+        if self.seeds is not None:
+            self.seeds = settings.integers(self.seeds, "seeds")
+        if self.seeds is not None and self.start != "noise":
             raise UserInputError(
                 "method.seeds only applies to method.start=noise (the inverted x_T has no seed); "
                 "drop method.seeds or add method.start=noise"
             )
-        self.inversion_prompt = require_text(inversion_prompt, "method.inversion_prompt", True)
-        self.invert_with_source = bool(invert_with_source)
+        self.inversion_prompt = settings.text(self.inversion_prompt, "inversion_prompt", True)
+        self.invert_with_source = settings.flag(self.invert_with_source, "invert_with_source")
         if self.invert_with_source and self.inversion_prompt:
             raise UserInputError(
                 "method.invert_with_source=true conditions the inversion on source_prompt; "
                 "drop method.inversion_prompt (or set invert_with_source=false)"
             )
-        self.batch_size = _one_int(batch_size, "method.batch_size", 1)
-        self.name = name
+        self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
 
     def _params(self, target: str, lam: float, w: float, seed: int | None) -> dict:
         params = {

@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from editing.diffusion.noise import initial_noise
 from editing.diffusion.sampling import sample
-from editing.errors import UserInputError, as_float_list, as_int_list, check_range
+from editing.editors import settings
+from editing.errors import UserInputError
 from editing.io.artifacts import Artifact, check_weights, load_artifact, model_metadata
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
@@ -81,58 +84,55 @@ def sample_interpolations(
     return out
 
 
+@dataclass(eq=False)
 class ImagicEditor:
     """`python edit.py method=imagic checkpoint_dir=D [method.eta=[0.6,0.7]] [method.seeds=[0,1]]`.
 
-    Args:
-        eta: one value or a list (Imagic's interpolation weight; typical 0.6-0.8).
-        seeds: one seed or a list; each gives a different sample per eta.
-        num_inference_steps: DDIM steps (public ports: 45-50).
-        guidance_scale: classifier-free guidance weight w (SD default 7.5).
-        batch_size: samples per UNet batch.
-        finetuned: use the fine-tuned UNet (imagic_finetune artifact); False samples the base
-            model with the embedding artifact only (the paper's "no fine-tuning" ablation).
-        sr: cascades only: auto (= finetuned on a cascade, nothing otherwise) | finetuned (the
-            imagic_sr_finetune artifact) | pretrained | none (bicubic upsampling of the base output).
-        sr_num_inference_steps, sr_guidance_scale: the SR stage's DDIM steps and CFG weight
-            (IF-II defaults 50 and 4).
-        sr_noise_level: augmentation level of the low-res image (default: the fine-tune's for
-            sr=finetuned, the SR model's for pretrained).
+    The fields are the settings of configs/method/imagic.yaml; `__post_init__` checks them and
+    sets the normalised `etas` and `seeds` (lists).
     """
 
-    def __init__(
-        self,
-        eta=0.7,
-        seeds=0,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
-        batch_size: int = 8,
-        finetuned: bool = True,
-        sr: str = "auto",
-        sr_num_inference_steps: int = 50,
-        sr_guidance_scale: float = 4.0,
-        sr_noise_level: int | None = None,
-        name: str = "imagic",
-    ) -> None:
-        self.etas = as_float_list(eta, "method.eta")
-        self.seeds = as_int_list(seeds, "method.seeds")
-        self.num_inference_steps = as_int_list(num_inference_steps, "method.num_inference_steps")[0]
-        check_range(self.num_inference_steps, "method.num_inference_steps", 1, 1000)
-        self.guidance_scale = as_float_list(guidance_scale, "method.guidance_scale")[0]
-        self.batch_size = max(1, int(batch_size))
-        self.finetuned = bool(finetuned)
-        if sr not in SR_CHOICES:
-            raise UserInputError(f"method.sr={sr!r} is not one of {', '.join(SR_CHOICES)}")
-        self.sr = sr
-        self.sr_num_inference_steps = as_int_list(
-            sr_num_inference_steps, "method.sr_num_inference_steps"
-        )[0]
-        check_range(self.sr_num_inference_steps, "method.sr_num_inference_steps", 1, 1000)
-        self.sr_guidance_scale = as_float_list(sr_guidance_scale, "method.sr_guidance_scale")[0]
-        self.sr_noise_level = None
-        if sr_noise_level is not None:
-            self.sr_noise_level = as_int_list(sr_noise_level, "method.sr_noise_level")[0]
-        self.name = name
+    # Interpolation weight, one value or a list (paper: typical 0.6-0.8; 0.7 project choice).
+    eta: float | Sequence[float] = 0.7
+    # One seed or a list; each gives a different sample per eta (the paper shows 8 and lets the
+    # user pick; project choice: one).
+    seeds: int | Sequence[int] = (0,)
+    # DDIM steps (public ports: 45-50).
+    num_inference_steps: int = 50
+    # Classifier-free guidance weight w (SD default 7.5).
+    guidance_scale: float = 7.5
+    # Samples per UNet batch (project choice).
+    batch_size: int = 8
+    # Use the fine-tuned UNet (imagic_finetune artifact); false samples the base model with the
+    # embedding artifact only (the paper's "no fine-tuning" ablation).
+    finetuned: bool = True
+    # Cascades only: auto (= finetuned on a cascade, nothing otherwise) | finetuned (the
+    # imagic_sr_finetune artifact, paper) | pretrained | none (bicubic upsampling).
+    sr: str = "auto"
+    # The SR stage's DDIM steps and CFG weight (IF-II defaults 50 and 4).
+    sr_num_inference_steps: int = 50
+    sr_guidance_scale: float = 4.0
+    # Low-res augmentation level (None: the fine-tune's for sr=finetuned, the SR model's for
+    # pretrained).
+    sr_noise_level: int | None = None
+    # The method's name in results and tables.
+    name: str = "imagic"
+
+    def __post_init__(self) -> None:
+        self.etas = settings.numbers(self.eta, "eta")
+        self.seeds = settings.integers(self.seeds, "seeds")
+        self.num_inference_steps = settings.integer(
+            self.num_inference_steps, "num_inference_steps", 1, 1000
+        )
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
+        self.finetuned = settings.flag(self.finetuned, "finetuned")
+        self.sr = settings.choice(self.sr, "sr", SR_CHOICES)
+        self.sr_num_inference_steps = settings.integer(
+            self.sr_num_inference_steps, "sr_num_inference_steps", 1, 1000
+        )
+        self.sr_guidance_scale = settings.number(self.sr_guidance_scale, "sr_guidance_scale")
+        self.sr_noise_level = settings.optional_integer(self.sr_noise_level, "sr_noise_level")
 
     def load(self, model, inputs: Inputs) -> Artifact:
         """The artifact this edit uses, checked against the model (and image, if one is given)."""

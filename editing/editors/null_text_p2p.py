@@ -18,7 +18,8 @@ refused: Prompt-to-Prompt's maps are not defined there.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -26,8 +27,9 @@ from torch import Tensor
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.processor import STANDARD_PROCESSORS
 from editing.diffusion.ddim import Inversion, make_schedule
+from editing.editors import settings
 from editing.editors.p2p_sampling import p2p_sample
-from editing.errors import UserInputError, as_float_list, as_int_list, require_text
+from editing.errors import UserInputError, require_text
 from editing.inversion.ddim_inversion import invert
 from editing.io.artifacts import check_weights, load_artifact, model_metadata
 from editing.io.edit_inputs import Inputs
@@ -50,64 +52,78 @@ def same_token_count(tokenizer, a: str, b: str) -> bool:
     return len(tokenizer(a).input_ids) == len(tokenizer(b).input_ids)
 
 
+@dataclass(eq=False)
 class NullTextP2PEditor:
     """`python edit.py method=null_text_p2p checkpoint_dir=D target_prompt=T output_dir=O`.
 
-    See configs/method/null_text_p2p.yaml for every setting. Results: one per target prompt (in
-    the given order), then the reconstruction (source prompt only) when `reconstruction` is on.
+    The fields are the settings of configs/method/null_text_p2p.yaml; `__post_init__` checks and
+    normalises them (and gathers the LocalBlend ones in `blend`). Results: one per target prompt
+    (in the given order), then the reconstruction (source prompt only) when `reconstruction` is on.
     """
 
-    cascade_super_resolution = (
-        True  # on a cascade, results are super-resolved (editing.editors.apply)
-    )
+    # On a cascade, results are super-resolved afterwards (editing.editors.apply); not a setting.
+    cascade_super_resolution: ClassVar[bool] = True
 
-    def __init__(
-        self,
-        inversion: str = "null_text",
-        target_prompts: Sequence[str] | None = None,
-        edit: str = "auto",
-        cross_replace_steps: float | Mapping[str, float] = 0.8,
-        self_replace_steps: float = 0.4,
-        self_replace_max_scale: float = 0.5,
-        blend_words=None,
-        blend_resolution: float = 0.25,
-        blend_threshold: float = 0.3,
-        blend_start: float = 0.2,
-        blend_places: Sequence[str] = ("down", "up"),
-        equalizer: Mapping[str, float] | None = None,
-        guidance_scale: float = 7.5,
-        num_inference_steps: int = 50,
-        reconstruction: bool = True,
-        name: str = "null_text_p2p",
-    ) -> None:
-        if inversion not in INVERSIONS:
-            raise UserInputError(
-                f"method.inversion={inversion!r} is not one of {', '.join(INVERSIONS)}"
-            )
-        if edit not in ("auto", "replace", "refine"):
-            raise UserInputError(f"method.edit={edit!r} is not one of auto, replace, refine")
-        self.inversion = inversion
-        self.target_prompts = list(target_prompts) if target_prompts else None
-        self.edit = edit
+    # null_text (the artifact of stage=null_text, paper) | ddim (the paper's lower bound) |
+    # negative_prompt (Miyake et al. 2023).
+    inversion: str = "null_text"
+    # Several edits in one run (None: [target_prompt]); one inversion serves all (project choice).
+    target_prompts: Sequence[str] | None = None
+    # auto: replace when the token counts match, else refine | replace | refine (project choice).
+    edit: str = "auto"
+    # Fraction of steps with the source's cross-attention, or {default_: 0.8, word: 0.4}
+    # (reference notebook 0.8).
+    cross_replace_steps: float | Mapping[str, float] = 0.8
+    # Fraction of steps with the source's self-attention (reference notebook 0.4-0.7).
+    self_replace_steps: float = 0.4
+    # Self-attention replaced only on maps up to this fraction of the latent side (reference:
+    # 16 of 32 px maps).
+    self_replace_max_scale: float = 0.5
+    # None | "auto" (the words that differ) | per prompt, source first: [[red], [blue]] (reference
+    # LocalBlend; auto is a project choice).
+    blend_words: Any = None
+    # LocalBlend maps' side as a fraction of the latent side (reference: 16 of 64).
+    blend_resolution: float = 0.25
+    # LocalBlend's threshold and the fraction of steps before it starts (reference 0.3, 0.2).
+    blend_threshold: float = 0.3
+    blend_start: float = 0.2
+    # Where LocalBlend collects its maps (reference: down, up).
+    blend_places: Sequence[str] = ("down", "up")
+    # {word: factor} attention reweighting on top of the edit (reference AttentionReweight).
+    equalizer: Mapping[str, float] | None = None
+    # For inversion=ddim|negative_prompt (null_text uses its artifact's) (reference 7.5, 50).
+    guidance_scale: float = 7.5
+    num_inference_steps: int = 50
+    # Also output the source-prompt reconstruction (project choice).
+    reconstruction: bool = True
+    # The method's name in results and tables.
+    name: str = "null_text_p2p"
+
+    def __post_init__(self) -> None:
+        self.inversion = settings.choice(self.inversion, "inversion", INVERSIONS)
+        self.edit = settings.choice(self.edit, "edit", ("auto", "replace", "refine"))
+        self.target_prompts = list(self.target_prompts) if self.target_prompts else None
         self.cross_replace_steps = (
-            dict(cross_replace_steps)
-            if isinstance(cross_replace_steps, Mapping)
-            else as_float_list(cross_replace_steps, "method.cross_replace_steps")[0]
+            dict(self.cross_replace_steps)
+            if isinstance(self.cross_replace_steps, Mapping)
+            else settings.number(self.cross_replace_steps, "cross_replace_steps")
         )
-        self.self_replace_steps = as_float_list(self_replace_steps, "method.self_replace_steps")[0]
-        self.self_replace_max_scale = float(self_replace_max_scale)
-        self.blend_words = blend_words
+        self.self_replace_steps = settings.number(self.self_replace_steps, "self_replace_steps")
+        self.self_replace_max_scale = settings.number(
+            self.self_replace_max_scale, "self_replace_max_scale"
+        )
         self.blend = {
-            "resolution": float(blend_resolution),
-            "threshold": float(blend_threshold),
-            "start": float(blend_start),
-            "places": tuple(blend_places),
+            "resolution": settings.number(self.blend_resolution, "blend_resolution"),
+            "threshold": settings.number(self.blend_threshold, "blend_threshold"),
+            "start": settings.number(self.blend_start, "blend_start"),
+            "places": tuple(self.blend_places),
         }
-        self.equalizer = dict(equalizer) if equalizer else None
-        self.guidance_scale = as_float_list(guidance_scale, "method.guidance_scale")[0]
-        self.num_inference_steps = as_int_list(num_inference_steps, "method.num_inference_steps")[0]
-        self.reconstruction = bool(reconstruction)
-        self.name = name
+        self.equalizer = dict(self.equalizer) if self.equalizer else None
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.num_inference_steps = settings.integer(
+            self.num_inference_steps, "num_inference_steps", 1, 1000
+        )
+        self.reconstruction = settings.flag(self.reconstruction, "reconstruction")
 
     # ----------------------------------------------------------------------------- inversion
     def invert(self, model, inputs: Inputs) -> Inversion:

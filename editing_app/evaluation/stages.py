@@ -90,13 +90,11 @@ def trainer_follows_device(cfg: DictConfig, device: torch.device) -> None:
 
 def stage_plan(cfg: DictConfig) -> DictConfig | None:
     """The stage config the configured method needs per case, or None."""
-    method = cfg.method
-    entry = (cfg.get("train_stages") or {}).get(method.get("name", ""))
-    if not entry or not entry.get("stage"):
+    from editing_app.registry import required_stage
+
+    stage = required_stage(cfg.method, cfg.get("train_stages") or {})
+    if stage is None:
         return None
-    for key, value in (entry.get("when") or {}).items():
-        if method.get(key) != value:
-            return None
     trainer = cfg.trainer
     devices = trainer.get("devices", 1)
     one = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
@@ -111,7 +109,7 @@ def stage_plan(cfg: DictConfig) -> DictConfig | None:
             f"trainer.precision={precision} would convert the base model shared by every case; "
             "use bf16-mixed or 16-mixed"
         )
-    return compose_stage(entry.stage, list(cfg.get("train_overrides") or []))
+    return compose_stage(stage, list(cfg.get("train_overrides") or []))
 
 
 def run_stages(cfg: DictConfig, stage_cfg: DictConfig, model, inputs: Inputs) -> list[Path]:
