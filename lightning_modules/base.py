@@ -163,14 +163,6 @@ class StageModule(LightningModule):
         trainer = getattr(self, "_trainer", None)
         return int(trainer.global_step) if trainer is not None else 0
 
-    @staticmethod
-    def unet_state(full_state: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
-        """The UNet's weights from a gathered LightningModule state dict (FSDP), else None."""
-        if full_state is None:
-            return None
-        prefix = "model.unet."
-        return {k[len(prefix) :]: v for k, v in full_state.items() if k.startswith(prefix)}
-
     @property
     def trainer_max_steps(self) -> int:
         """The Trainer's max_steps for this stage (-1: the data stream bounds the run)."""
