@@ -128,15 +128,14 @@ def test_preview_keeps_frozen_components_in_eval_mode(image_path, tmp_path):
 
 def test_preview_skips_modules_without_previews(tmp_path):
     # The CLIP pretraining has nothing to render; the default callbacks must not stop it.
-    from lightning.pytorch import LightningModule
-
     from callbacks.preview import EditPreview
+    from lightning_modules.clip_pretrain import PretrainClipStage
 
     trainer = SimpleNamespace(
         is_global_zero=True, log_dir=str(tmp_path), default_root_dir=str(tmp_path)
     )
     preview = EditPreview(every_n_steps=1, num_inference_steps=2)
-    preview._render(trainer, LightningModule(), 1)
+    preview._render(trainer, PretrainClipStage(), 1)
     assert preview.saved == [] and not (tmp_path / "previews").exists()
 
 
