@@ -11,7 +11,8 @@ log = logging.getLogger(__name__)
 
 
 class ArtifactExport(Callback):
-    """Write `pl_module.artifact()` to `<output_dir>/<stage>.safetensors` when training ends."""
+    """Call `pl_module.export(output_dir, full_state)` when training ends (every stage implements
+    `lightning_modules.base.Stage`); `path` is where it wrote."""
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
@@ -25,10 +26,6 @@ class ArtifactExport(Callback):
             # Sharded weights: every rank takes part in gathering them; rank 0 receives them.
             full_state = trainer.strategy.lightning_module_state_dict()
         if trainer.is_global_zero:
-            self.path = (
-                pl_module.export(self.output_dir, full_state)
-                if full_state is not None
-                else pl_module.export(self.output_dir)
-            )
+            self.path = pl_module.export(self.output_dir, full_state)
             log.info("wrote %s", self.path)
         trainer.strategy.barrier("artifact-export")

@@ -30,8 +30,7 @@ class EditPreview(Callback):
         self.saved: list[Path] = []
 
     def _render(self, trainer: Trainer, pl_module: LightningModule, step: int) -> None:
-        # Modules with nothing to preview (e.g. the CLIP pretraining) are skipped.
-        if not trainer.is_global_zero or not callable(getattr(pl_module, "preview", None)):
+        if not trainer.is_global_zero:
             return
         # Restore every submodule's own mode afterwards: frozen components stay in eval mode.
         modes = [(m, m.training) for m in pl_module.modules()]
@@ -40,7 +39,7 @@ class EditPreview(Callback):
             panels = pl_module.preview(self.num_inference_steps)
         for module, training in modes:
             module.train(training)
-        if not panels:
+        if not panels:  # nothing to show (e.g. the CLIP pretraining)
             return
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "previews"
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,19 @@
-"""The thin Lightning shell shared by every per-image optimisation stage.
+"""The thin Lightning shells of the training stages.
 
-A stage module owns a frozen `DiffusionModel` plus the few tensors it optimises. It keeps
-Lightning checkpoints small (only what is trained, never the frozen base weights) and turns its
-result into a safetensors artifact (`artifact()`), which `callbacks.export.ArtifactExport` writes.
+`Stage` is the interface every stage implements, so that `editing_app.training` and the callbacks
+treat all stages alike: `stage` (its name), `num_steps`, `batch_size`, `trainer_max_steps`,
+`artifact_path(output_dir)`, `export(output_dir, full_state=None) -> Path` (called by
+`callbacks.export.ArtifactExport` at the end of training), `preview(num_inference_steps)` and the
+FSDP refusal of the stages that cannot be sharded.
+
+`StageModule` is the base of the per-image optimisation stages. Such a module owns a frozen
+`DiffusionModel` plus the few tensors it optimises. It keeps Lightning checkpoints small (only
+what is trained, never the frozen base weights) and turns its result into a safetensors artifact
+(`artifact()`).
+
+`PretrainStage` is the base of the stages that train a model from scratch on the shapes world:
+AdamW with warm-up and cosine decay, and an exponential moving average of the weights
+(`editing.models.ema`) for the stages that export one.
 """
 
 from __future__ import annotations
@@ -12,11 +23,12 @@ from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from editing.io.artifacts import model_metadata, save_artifact
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
+from editing.models.ema import ema_decay_at, ema_update
 
 _OPTIMIZERS = ("adam", "adamw", "adafactor", "adam8bit")
 
@@ -79,17 +91,58 @@ def warmup_cosine(
     return {"scheduler": scheduler, "interval": "step"}
 
 
-class StageModule(LightningModule):
+class Stage(LightningModule):
+    """The interface of every training stage (see the module docstring).
+
+    Subclasses set `stage`, `num_steps` and `batch_size` and implement `training_step`,
+    `configure_optimizers`, `artifact_path` and `export`.
+    """
+
+    stage: ClassVar[str] = ""
+    # Stages that would export sharded parameters, or gain nothing from sharding, refuse FSDP,
+    # saying why in `fsdp_refusal`.
+    supports_fsdp: ClassVar[bool] = True
+    fsdp_refusal: ClassVar[str] = "optimises a few small tensors"
+    num_steps: int
+    batch_size: int
+
+    def setup(self, stage: str) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        from editing.errors import UserInputError
+
+        if not self.supports_fsdp and isinstance(self.trainer.strategy, FSDPStrategy):
+            raise UserInputError(
+                f"stage={self.stage} {self.fsdp_refusal}: FSDP does not apply; "
+                f"use trainer=default, gpu or ddp"
+            )
+
+    @property
+    def trainer_max_steps(self) -> int:
+        """The Trainer's max_steps for this stage (-1: the data stream bounds the run)."""
+        return self.num_steps
+
+    def artifact_path(self, output_dir: str | Path) -> Path:
+        """Where `export(output_dir)` writes (a file or a folder)."""
+        raise NotImplementedError
+
+    def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
+        """Write the stage's result to `artifact_path(output_dir)` and return that path.
+        `full_state` is the gathered state dict of a sharded (FSDP) run, where parameters read
+        from the module would be shards (None otherwise)."""
+        raise NotImplementedError
+
+    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
+        """(label, image [3, H, W] in [-1, 1]) pairs showing the current state; default none."""
+        return []
+
+
+class StageModule(Stage):
     """Base class of the per-image stages.
 
     Subclasses set `stage`, register what they optimise as parameters, and implement
     `training_step`, `configure_optimizers` and `artifact()`.
     """
-
-    stage: ClassVar[str] = ""
-    # Stages whose trained tensors are not UNet weights (one embedding, per-step null embeddings)
-    # gain nothing from sharding and would export sharded parameters: they refuse FSDP.
-    supports_fsdp: ClassVar[bool] = True
 
     def __init__(
         self, model: DiffusionModel, inputs: Inputs, num_steps: int, batch_size: int
@@ -146,35 +199,11 @@ class StageModule(LightningModule):
                 f"({'; '.join(differences)}): use another output_dir or drop resume=true"
             )
 
-    def setup(self, stage: str) -> None:
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        from editing.errors import UserInputError
-
-        if not self.supports_fsdp and isinstance(self.trainer.strategy, FSDPStrategy):
-            raise UserInputError(
-                f"stage={self.stage} optimises a few small tensors: FSDP does not apply; "
-                f"use trainer=default, gpu or ddp"
-            )
-
     @property
     def steps_run(self) -> int:
         """Optimisation steps actually taken (0 before fitting)."""
         trainer = getattr(self, "_trainer", None)
         return int(trainer.global_step) if trainer is not None else 0
-
-    @staticmethod
-    def unet_state(full_state: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
-        """The UNet's weights from a gathered LightningModule state dict (FSDP), else None."""
-        if full_state is None:
-            return None
-        prefix = "model.unet."
-        return {k[len(prefix) :]: v for k, v in full_state.items() if k.startswith(prefix)}
-
-    @property
-    def trainer_max_steps(self) -> int:
-        """The Trainer's max_steps for this stage (-1: the data stream bounds the run)."""
-        return self.num_steps
 
     def artifact(
         self, full_state: dict[str, Tensor] | None = None
@@ -190,6 +219,39 @@ class StageModule(LightningModule):
         tensors, metadata = self.artifact(full_state)
         return save_artifact(self.artifact_path(output_dir), tensors, metadata)
 
-    def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
-        """(label, image [3, H, W] in [-1, 1]) pairs showing the current state; default none."""
+
+class PretrainStage(Stage):
+    """Base class of the pretraining stages (a model trained from scratch on the shapes world).
+
+    Subclasses set `lr`, `warmup_steps` and `weight_decay` (and `ema_decay` when they keep an
+    EMA); `adamw_warmup_cosine(params)` is their optimiser. A stage with an EMA lists its
+    (averaged, live) module pairs in `ema_pairs()`; they are updated after every step.
+    Pretraining exports whole unsharded models: it refuses FSDP.
+    """
+
+    supports_fsdp = False
+    fsdp_refusal = "exports whole unsharded models"
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    ema_decay: float
+
+    def adamw_warmup_cosine(self, params) -> dict:
+        """AdamW over `params`, linear warm-up to `lr`, then cosine decay to 10 % at `num_steps`."""
+        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        return {
+            "optimizer": opt,
+            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
+        }
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(EMA module, live module) pairs; default none (no EMA)."""
         return []
+
+    @torch.no_grad()
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        pairs = self.ema_pairs()
+        if pairs:
+            decay = ema_decay_at(self.ema_decay, self.global_step)
+            for ema, live in pairs:
+                ema_update(ema, live, decay)

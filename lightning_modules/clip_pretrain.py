@@ -14,14 +14,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from open_clip.tokenizer import HFTokenizer
 from torch import Tensor
 
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from demo_world.vocabulary import WORDS
 from editing.models.clip import ClipModel, build_clip, save_clip
-from lightning_modules.base import warmup_cosine
+from lightning_modules.base import PretrainStage
 
 
 def demo_clip(
@@ -64,7 +63,7 @@ def demo_clip(
     return build_clip(model_cfg, preprocess, tokenizer)
 
 
-class PretrainClipStage(LightningModule):
+class PretrainClipStage(PretrainStage):
     """Train the demo CLIP; `export` writes it for `load_clip`.
 
     Args:
@@ -107,10 +106,6 @@ class PretrainClipStage(LightningModule):
             trained = load_clip(init_from)
             self.clip.model.load_state_dict(trained.model.state_dict())
 
-    @property
-    def trainer_max_steps(self) -> int:
-        return self.num_steps
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         images = (batch["image"] + 1) / 2
         sigma = torch.rand(images.shape[0], 1, 1, 1, device=self.device) * self.image_noise
@@ -125,15 +120,11 @@ class PretrainClipStage(LightningModule):
         return loss
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.clip.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
-        }
+        return self.adamw_warmup_cosine(self.clip.parameters())
 
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / "clip"
 
-    def export(self, output_dir: str | Path) -> Path:
+    def export(self, output_dir: str | Path, full_state=None) -> Path:
         self.clip.eval()
         return save_clip(self.clip, self.artifact_path(output_dir))

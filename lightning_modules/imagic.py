@@ -21,8 +21,9 @@ from editing.errors import UserInputError, require_text
 from editing.io.artifacts import check_weights, load_artifact, make_metadata, model_metadata
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
-from editing.models.unet_weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
+from editing.models.unet_weights import DEFAULT_LORA_TARGETS
 from lightning_modules.base import StageModule, log_if_due, make_optimizer
+from lightning_modules.unet_finetune import UnetFinetune, check_finetune_settings
 
 
 class _ImagicStage(StageModule):
@@ -130,7 +131,7 @@ class ImagicEmbedStage(_ImagicStage):
         return [(f"eta={eta:g}", img) for eta, _, img in samples]
 
 
-class ImagicFinetuneStage(_ImagicStage):
+class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
     """Step B: fine-tune the UNet with e_opt frozen (full weights or LoRA).
 
     Reads `<checkpoint_dir>/imagic_embed.safetensors` (or `embed_artifact`) and refuses one made
@@ -169,14 +170,7 @@ class ImagicFinetuneStage(_ImagicStage):
         # (an evaluation loop reuses it for the next image). Only the copy goes to the device.
         model = model.with_unet(copy.deepcopy(model.unet))
         super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
-        if finetune_mode not in ("full", "lora"):
-            raise UserInputError(
-                f"stage.finetune_mode={finetune_mode!r} is not one of 'full', 'lora'"
-            )
-        if save_dtype not in ("float32", "float16", "bfloat16"):
-            raise UserInputError(
-                f"stage.save_dtype={save_dtype!r} is not float32, float16 or bfloat16"
-            )
+        check_finetune_settings(finetune_mode, save_dtype)
         folder = inputs.checkpoint_dir or inputs.output_dir
         path = embed_artifact or (folder / "imagic_embed.safetensors")
         embed = load_artifact(
@@ -192,23 +186,18 @@ class ImagicFinetuneStage(_ImagicStage):
         check_weights(embed, model)
         self.register_buffer("e_tgt", embed["e_tgt"].float())
         self.register_buffer("e_opt", embed["e_opt"].float())
-        self.finetune_mode = finetune_mode
-        self.lora = {"rank": int(lora_rank), "alpha": lora_alpha, "targets": list(lora_targets)}
-        self.save_dtype = save_dtype
-        unet = model.unet
-        if finetune_mode == "lora":
-            add_lora(unet, lora_rank, lora_alpha, tuple(lora_targets))
-        else:
-            unet.requires_grad_(True)
-        if gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+        self.setup_unet_finetune(
+            model.unet,
+            finetune_mode,
+            lora_rank,
+            lora_alpha,
+            lora_targets,
+            gradient_checkpointing,
+            save_dtype,
+        )
 
     def condition(self) -> Tensor:
         return self.e_opt
-
-    def configure_optimizers(self):
-        params = [p for p in self.model.unet.parameters() if p.requires_grad]
-        return make_optimizer(self.optimizer_name, params, self.lr)
 
     def content_key(self) -> dict[str, str]:
         # The embedding this fine-tune is conditioned on is part of what a checkpoint is made from.
@@ -216,17 +205,9 @@ class ImagicFinetuneStage(_ImagicStage):
         return {**super().content_key(), "e_opt_sha256": hashlib.sha256(e_opt).hexdigest()[:16]}
 
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
-        weights, weight_meta = export_unet_weights(
-            self.model.unet,
-            self.finetune_mode,
-            self.save_dtype,
-            self.lora,
-            state_dict=self.unet_state(full_state),
-        )
+        weights, weight_meta = self.unet_weights(full_state)
         tensors = {"e_tgt": self.e_tgt.float(), "e_opt": self.e_opt.float(), **weights}
-        metadata = self.metadata(
-            finetune_mode=self.finetune_mode, lora=self.lora, save_dtype=self.save_dtype
-        )
+        metadata = self.metadata(**self.finetune_hparams())
         metadata.update(weight_meta)
         return tensors, metadata
 

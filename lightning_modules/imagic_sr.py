@@ -1,9 +1,9 @@
 """Imagic's super-resolution fine-tune (Kawar et al., CVPR 2023, Sec. 3 step B, cascades).
 
 On Imagen, "the auxiliary super-resolution models are fine-tuned in parallel with the same loss but
-conditioned on e_tgt" (REFERENCE.md). `ImagicSRFinetuneStage` does that for a pixel cascade's SR
-stage (`DiffusionModel.sr`): on the pair (x_low, x) = (the input at the base resolution, the input
-at the SR resolution), each step
+conditioned on e_tgt" (the paper, Sec. 3; `docs/methods.md`, Sec. 3). `ImagicSRFinetuneStage` does
+that for a pixel cascade's SR stage (`DiffusionModel.sr`): on the pair (x_low, x) = (the input at
+the base resolution, the input at the SR resolution), each step
 
     1. draws t ~ U{0..T-1}, eps ~ N(0, I) and eps_aug ~ N(0, I) from a generator seeded by
        (seed, rank, step) (the SR works at its own resolution, so it draws its own noise);
@@ -33,8 +33,9 @@ from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
 from editing.models.cascade import require_sr, sr_metadata, super_resolve
 from editing.models.diffusion_model import DiffusionModel
-from editing.models.unet_weights import DEFAULT_LORA_TARGETS, add_lora, export_unet_weights
-from lightning_modules.base import StageModule, log_if_due, make_optimizer
+from editing.models.unet_weights import DEFAULT_LORA_TARGETS
+from lightning_modules.base import StageModule, log_if_due
+from lightning_modules.unet_finetune import UnetFinetune, check_finetune_settings
 
 _SR_STREAM = 0x5352  # tags the SR stage's draws apart from the base stages' (same seed)
 
@@ -50,7 +51,7 @@ def sr_step_draws(
     return t, noise[0], noise[1]
 
 
-class ImagicSRFinetuneStage(StageModule):
+class ImagicSRFinetuneStage(UnetFinetune, StageModule):
     """Fine-tune the SR stage of a cascade on the input image, conditioned on e_tgt.
 
     Args:
@@ -88,10 +89,7 @@ class ImagicSRFinetuneStage(StageModule):
         base_sr = require_sr(model, f"stage={self.stage}")
         if inputs.image is None:
             raise UserInputError(f"stage={self.stage} needs image=PATH")
-        if finetune_mode not in ("full", "lora"):
-            raise UserInputError(f"stage.finetune_mode={finetune_mode!r} is not one of full, lora")
-        if save_dtype not in ("float32", "float16", "bfloat16"):
-            raise UserInputError(f"stage.save_dtype={save_dtype!r} is not float32/float16/bfloat16")
+        check_finetune_settings(finetune_mode, save_dtype)
         target = require_text(inputs.target_prompt, "target_prompt")
         # 1. e_tgt from the cascade's shared text encoder; the module keeps only the SR stage (a
         #    copy of its UNet), never the base UNet or the text encoder.
@@ -111,14 +109,15 @@ class ImagicSRFinetuneStage(StageModule):
         self.register_buffer("x_low", inputs.image.pixels.clone(), persistent=False)
         self.register_buffer("x_high", high.pixels.clone(), persistent=False)
         # 3. What trains: all SR UNet weights, or LoRA adapters on its attention projections.
-        self.finetune_mode, self.save_dtype = finetune_mode, save_dtype
-        self.lora = {"rank": int(lora_rank), "alpha": lora_alpha, "targets": list(lora_targets)}
-        if finetune_mode == "lora":
-            add_lora(sr.unet, lora_rank, lora_alpha, tuple(lora_targets))
-        else:
-            sr.unet.requires_grad_(True)
-        if gradient_checkpointing:
-            sr.unet.enable_gradient_checkpointing()
+        self.setup_unet_finetune(
+            sr.unet,
+            finetune_mode,
+            lora_rank,
+            lora_alpha,
+            lora_targets,
+            gradient_checkpointing,
+            save_dtype,
+        )
 
     @staticmethod
     def _high_res(inputs: Inputs, resolution: int):
@@ -152,26 +151,14 @@ class ImagicSRFinetuneStage(StageModule):
         log_if_due(self, "loss", loss, prog_bar=True)
         return loss
 
-    def configure_optimizers(self):
-        params = [p for p in self.model.unet.parameters() if p.requires_grad]
-        return make_optimizer(self.optimizer_name, params, self.lr)
-
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
-        weights, weight_meta = export_unet_weights(
-            self.model.unet,
-            self.finetune_mode,
-            self.save_dtype,
-            self.lora,
-            state_dict=self.unet_state(full_state),
-        )
+        weights, weight_meta = self.unet_weights(full_state)
         hparams = {
             "lr": self.lr,
             "num_steps": self.num_steps,
             "batch_size": self.batch_size,
             "optimizer": self.optimizer_name,
-            "finetune_mode": self.finetune_mode,
-            "lora": self.lora,
-            "save_dtype": self.save_dtype,
+            **self.finetune_hparams(),
         }
         metadata = make_metadata(
             self.stage,

@@ -13,16 +13,15 @@ import copy
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from editing.diffusion.objectives import denoising_loss
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
-from lightning_modules.base import warmup_cosine
+from lightning_modules.base import PretrainStage
 
 
-class PretrainDemoStage(LightningModule):
+class PretrainDemoStage(PretrainStage):
     """Train a text-to-image `DiffusionModel` from scratch on captioned images.
 
     Args:
@@ -70,10 +69,6 @@ class PretrainDemoStage(LightningModule):
         )
         self.ema.requires_grad_(False)
 
-    @property
-    def trainer_max_steps(self) -> int:
-        return self.num_steps
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         images: Tensor = batch["image"]
         captions = list(batch["caption"])
@@ -88,23 +83,15 @@ class PretrainDemoStage(LightningModule):
         self.log("loss", loss, prog_bar=True)
         return loss
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # EMA with the usual warm-up of the decay: min(decay, (1 + n) / (10 + n)).
-        n = self.global_step
-        decay = min(self.ema_decay, (1 + n) / (10 + n))
-        live = {"unet": self.model.unet, "text_encoder": self.model.text_encoder}
-        for key, module in live.items():
-            for p_ema, p in zip(self.ema[key].parameters(), module.parameters()):
-                p_ema.lerp_(p.detach(), 1 - decay)
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [
+            (self.ema["unet"], self.model.unet),
+            (self.ema["text_encoder"], self.model.text_encoder),
+        ]
 
     def configure_optimizers(self):
         params = list(self.model.unet.parameters()) + list(self.model.text_encoder.parameters())
-        opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
-        }
+        return self.adamw_warmup_cosine(params)
 
     def ema_model(self) -> DiffusionModel:
         """The model with the EMA weights (what is exported and evaluated)."""
@@ -122,7 +109,7 @@ class PretrainDemoStage(LightningModule):
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / "model"
 
-    def export(self, output_dir: str | Path) -> Path:
+    def export(self, output_dir: str | Path, full_state=None) -> Path:
         from editing.models.loading import save_model
 
         return save_model(self.ema_model(), self.artifact_path(output_dir))

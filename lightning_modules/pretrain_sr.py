@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningModule
-from torch import Tensor
+from torch import Tensor, nn
 
 from demo_world.demo_sr import build_demo_sr
 from demo_world.render import render
@@ -32,7 +31,7 @@ from demo_world.shapes_datamodule import ShapesDataModule, ShapesStream
 from editing.diffusion.objectives import denoising_loss
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
-from lightning_modules.base import warmup_cosine
+from lightning_modules.base import PretrainStage
 
 
 class ShapesPairStream(ShapesStream):
@@ -70,7 +69,7 @@ class ShapesPairDataModule(ShapesDataModule):
         )
 
 
-class PretrainDemoSRStage(LightningModule):
+class PretrainDemoSRStage(PretrainStage):
     """Train the demo SR stage from scratch for the demo base model `model`.
 
     Args:
@@ -113,10 +112,6 @@ class PretrainDemoSRStage(LightningModule):
         self.snr_gamma, self.ema_decay = snr_gamma, float(ema_decay)
         self.ema = copy.deepcopy(self.sr.unet).requires_grad_(False)
 
-    @property
-    def trainer_max_steps(self) -> int:
-        return self.num_steps
-
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         high, low = batch["image"], batch["low_res"]
         b = high.shape[0]
@@ -134,20 +129,11 @@ class PretrainDemoSRStage(LightningModule):
         self.log("loss", loss, prog_bar=True)
         return loss
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        decay = min(self.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-        for p_ema, p in zip(self.ema.parameters(), self.sr.unet.parameters()):
-            p_ema.lerp_(p.detach(), 1 - decay)
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return [(self.ema, self.sr.unet)]
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(
-            self.sr.unet.parameters(), lr=self.lr, weight_decay=self.weight_decay
-        )
-        return {
-            "optimizer": opt,
-            "lr_scheduler": warmup_cosine(opt, self.warmup_steps, self.num_steps),
-        }
+        return self.adamw_warmup_cosine(self.sr.unet.parameters())
 
     def ema_sr(self):
         """The SR stage with the EMA weights (what is exported and evaluated)."""
@@ -156,7 +142,7 @@ class PretrainDemoSRStage(LightningModule):
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / "sr"
 
-    def export(self, output_dir: str | Path) -> Path:
+    def export(self, output_dir: str | Path, full_state=None) -> Path:
         from editing.models.loading import save_sr_model
 
         return save_sr_model(self.ema_sr(), self.artifact_path(output_dir))

@@ -88,3 +88,11 @@ def test_masks(tmp_path):
     Image.new("L", (20, 20)).save(tmp_path / "small.png")
     with pytest.raises(UserInputError, match="mask .* is 20x20 but image .* is 40x20"):
         load_mask(tmp_path / "small.png", image, 16)
+
+
+def test_float_images_need_an_unambiguous_range(tmp_path):
+    Image.fromarray(np.full((20, 20), 0.5, dtype=np.float32), "F").save(tmp_path / "ok.tiff")
+    assert load_image(tmp_path / "ok.tiff", 16).pixels.abs().max() < 0.01  # 0.5 -> mid gray
+    Image.fromarray(np.full((20, 20), 200.0, dtype=np.float32), "F").save(tmp_path / "bad.tiff")
+    with pytest.raises(UserInputError, match="outside \\[0, 1\\]"):
+        load_image(tmp_path / "bad.tiff", 16)

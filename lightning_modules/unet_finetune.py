@@ -1,0 +1,93 @@
+"""Fine-tuning a stage's UNet: what Imagic's base and super-resolution fine-tunes share.
+
+`UnetFinetune` is a mixin for a `StageModule` whose `self.model.unet` trains (a copy, never the
+base model's own UNet). It validates the settings, makes the UNet trainable (all weights, or LoRA
+adapters on its attention projections; Hu et al. 2021), optionally turns on gradient
+checkpointing, builds the optimiser over what trains, and exports the result (full weights in
+`save_dtype`, or the adapters only) with `editing.models.unet_weights.export_unet_weights`.
+The stage sets `self.lr` and `self.optimizer_name`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from editing.errors import UserInputError
+from editing.models.unet_weights import add_lora, export_unet_weights
+from lightning_modules.base import make_optimizer
+
+FINETUNE_MODES = ("full", "lora")
+SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def check_finetune_settings(finetune_mode: str, save_dtype: str) -> None:
+    """Refuse a fine-tune mode or artifact dtype that the fine-tune does not know."""
+    if finetune_mode not in FINETUNE_MODES:
+        raise UserInputError(f"stage.finetune_mode={finetune_mode!r} is not one of 'full', 'lora'")
+    if save_dtype not in SAVE_DTYPES:
+        raise UserInputError(f"stage.save_dtype={save_dtype!r} is not float32, float16 or bfloat16")
+
+
+class UnetFinetune:
+    """Mixin of the stages that fine-tune `self.model.unet` (list it before the stage base)."""
+
+    finetune_mode: str
+    save_dtype: str
+    lora: dict
+
+    def setup_unet_finetune(
+        self,
+        unet: nn.Module,
+        finetune_mode: str,
+        lora_rank: int,
+        lora_alpha: float | None,
+        lora_targets: list[str] | tuple[str, ...],
+        gradient_checkpointing: bool,
+        save_dtype: str,
+    ) -> None:
+        """Record the fine-tune settings and make `unet` trainable (in place).
+
+        LoRA adapters are initialised from the global torch generator: call this at the same point
+        of the stage's construction on every run."""
+        self.finetune_mode = finetune_mode
+        self.lora = {"rank": int(lora_rank), "alpha": lora_alpha, "targets": list(lora_targets)}
+        self.save_dtype = save_dtype
+        if finetune_mode == "lora":
+            add_lora(unet, lora_rank, lora_alpha, tuple(lora_targets))
+        else:
+            unet.requires_grad_(True)
+        if gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+
+    def configure_optimizers(self):
+        params = [p for p in self.model.unet.parameters() if p.requires_grad]
+        return make_optimizer(self.optimizer_name, params, self.lr)
+
+    def finetune_hparams(self) -> dict:
+        """The fine-tune's settings, as recorded in the artifact's hparams."""
+        return {
+            "finetune_mode": self.finetune_mode,
+            "lora": self.lora,
+            "save_dtype": self.save_dtype,
+        }
+
+    @staticmethod
+    def unet_state(full_state: dict[str, Tensor] | None) -> dict[str, Tensor] | None:
+        """The UNet's weights from a gathered LightningModule state dict (FSDP), else None."""
+        if full_state is None:
+            return None
+        prefix = "model.unet."
+        return {k[len(prefix) :]: v for k, v in full_state.items() if k.startswith(prefix)}
+
+    def unet_weights(
+        self, full_state: dict[str, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """(tensors, metadata) of the fine-tuned weights: the full state dict or the adapters.
+        `full_state` is the gathered state dict of a sharded (FSDP) run."""
+        return export_unet_weights(
+            self.model.unet,
+            self.finetune_mode,
+            self.save_dtype,
+            self.lora,
+            state_dict=self.unet_state(full_state),
+        )
