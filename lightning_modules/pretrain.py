@@ -42,10 +42,10 @@ class PretrainDemoStage(PretrainStage):
         model: DiffusionModel,
         inputs: Inputs | None = None,
         name: str = "pretrain_demo",
-        num_steps: int = 20000,
+        num_steps: int = 6000,  # the shipped demo model's schedule
         batch_size: int = 32,
         lr: float = 1e-3,
-        warmup_steps: int = 500,
+        warmup_steps: int = 300,
         weight_decay: float = 0.01,
         caption_dropout: float = 0.1,
         snr_gamma: float | None = 5.0,
