@@ -17,7 +17,7 @@ from editing.models.diffusion_model import DiffusionModel
 
 
 def sd_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
-    """The Stable Diffusion 1.x DDIM scheduler as every reference uses it (REFERENCE.md)."""
+    """The Stable Diffusion 1.x DDIM scheduler as every public reference implementation uses it (docs/methods.md)."""
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,

@@ -10,12 +10,12 @@ PY=${PY:-.venv/bin/python}
 export TQDM_DISABLE=1
 common=(suite=demo base_model=demo device=cpu)
 
-# Imagic (issue 3): shape and position edits, eta swept, two seeds; stage=imagic_demo per case.
+# Imagic: shape and position edits, eta swept, two seeds; stage=imagic_demo per case.
 $PY evaluate.py "${common[@]}" method=imagic output_dir="$OUT/imagic" \
     "suite.edit_types=[shape,position]" suite.n="$N" train_stages.imagic.stage=imagic_demo \
     "method.eta=[0,0.6,0.7,0.8,0.9,1.0]" "method.seeds=[0,1]" method.guidance_scale=3
 
-# Null-text inversion + Prompt-to-Prompt (issue 4): colour swaps, Replace + LocalBlend on the
+# Null-text inversion + Prompt-to-Prompt: colour swaps, Replace + LocalBlend on the
 # differing words, against plain DDIM inversion with the same edit.
 for inv in null_text ddim; do
   $PY evaluate.py "${common[@]}" method=null_text_p2p output_dir="$OUT/p2p_$inv" \
@@ -23,12 +23,12 @@ for inv in null_text ddim; do
       method.blend_words=auto method.blend_resolution=0.5 method.blend_threshold=0.5
 done
 
-# Direct Inversion (issue 5): colour swaps, the noise-merge lambda swept.
+# Direct Inversion: colour swaps, the noise-merge lambda swept.
 $PY evaluate.py "${common[@]}" method=direct_inversion output_dir="$OUT/direct_inversion" \
     "suite.edit_types=[colour]" suite.n="$((2 * N))" "method.noise_lambda=[0,0.25,0.5,0.75,1.0]" \
     method.invert_with_source=true
 
-# Blended Diffusion (issue 5): shape and colour edits inside the suite's masks, CLIP-ranked.
+# Blended Diffusion: shape and colour edits inside the suite's masks, CLIP-ranked.
 $PY evaluate.py "${common[@]}" method=blended output_dir="$OUT/blended" \
     "suite.edit_types=[shape,colour]" suite.n="$N" method.text_condition=true \
     method.num_candidates=8 method.num_augmentations=8

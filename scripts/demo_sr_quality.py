@@ -1,4 +1,4 @@
-"""Imagic on the demo cascade: fine-tuned vs pretrained super-resolution (issue 7's measurement).
+"""Imagic on the demo cascade: fine-tuned vs pretrained super-resolution.
 
 For `--cases` generated shape edits rendered at 64 px, runs `train.py stage=imagic_cascade` on the
 demo cascade (32 px base + 32->64 SR, `base_model=demo_cascade`) once per case, then

@@ -86,6 +86,11 @@ class AttentionEdit(AttentionController):
         self.token_windows = self._token_windows(cross_replace_steps)
         self.cross_now = torch.zeros(self.num_prompts - 1, self.length, dtype=torch.bool)
         self.cross_any = False
+        self.prepare()
+
+    def prepare(self) -> None:
+        """What a subclass derives from the prompts once the shared settings are checked (its
+        prompt checks, token alignments); nothing by default."""
 
     def _token_windows(
         self, steps: Window | Mapping[str, Window]

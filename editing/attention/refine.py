@@ -9,14 +9,11 @@ so tokens common to both prompts keep the source's layout and new tokens attend 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 import torch
 from torch import Tensor
 
 from editing.attention.alignment import refinement_mapper
-from editing.attention.blend import LocalBlend
-from editing.attention.edit_base import AttentionEdit, Window
+from editing.attention.edit_base import AttentionEdit
 from editing.attention.words import token_ids
 
 
@@ -27,23 +24,8 @@ class AttentionRefine(AttentionEdit):
     and `alphas` [K, L] (True where a source map is copied).
     """
 
-    def __init__(
-        self,
-        prompts: Sequence[str],
-        tokenizer,
-        cross_replace_steps: Window | Mapping[str, Window] = 0.8,
-        self_replace_steps: Window = 0.4,
-        self_replace_max_scale: float = 0.5,
-        local_blend: LocalBlend | None = None,
-    ) -> None:
-        super().__init__(
-            prompts,
-            tokenizer,
-            cross_replace_steps,
-            self_replace_steps,
-            self_replace_max_scale,
-            local_blend,
-        )
+    def prepare(self) -> None:
+        tokenizer = self.tokenizer
         source = token_ids(tokenizer, self.prompts[0])
         pairs = [
             refinement_mapper(source, token_ids(tokenizer, p), self.length)

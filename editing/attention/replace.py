@@ -12,13 +12,12 @@ that differ and their token counts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor
 
 from editing.attention.alignment import differing_words
-from editing.attention.blend import LocalBlend
-from editing.attention.edit_base import AttentionEdit, Window
+from editing.attention.edit_base import AttentionEdit
 from editing.attention.words import token_ids
 from editing.errors import UserInputError
 
@@ -54,24 +53,8 @@ class AttentionReplace(AttentionEdit):
     Defaults from the reference notebook's word-swap example: cross 0.8, self 0.4.
     """
 
-    def __init__(
-        self,
-        prompts: Sequence[str],
-        tokenizer,
-        cross_replace_steps: Window | Mapping[str, Window] = 0.8,
-        self_replace_steps: Window = 0.4,
-        self_replace_max_scale: float = 0.5,
-        local_blend: LocalBlend | None = None,
-    ) -> None:
-        check_same_token_count(prompts, tokenizer)
-        super().__init__(
-            prompts,
-            tokenizer,
-            cross_replace_steps,
-            self_replace_steps,
-            self_replace_max_scale,
-            local_blend,
-        )
+    def prepare(self) -> None:
+        check_same_token_count(self.prompts, self.tokenizer)
 
     def map_cross(self, source: Tensor, edits: Tensor) -> Tensor:
         """Identity token mapping: every edit gets M_t. [H, N, L], [K, H, N, L] -> [K, H, N, L]."""

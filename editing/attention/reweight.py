@@ -16,8 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from editing.attention.blend import LocalBlend
-from editing.attention.edit_base import AttentionEdit, Window
+from editing.attention.edit_base import AttentionEdit
 from editing.attention.words import word_indices
 
 
@@ -41,19 +40,9 @@ class AttentionReweight(AttentionEdit):
         tokenizer,
         factors: Mapping[str, float],
         base: AttentionEdit | None = None,
-        cross_replace_steps: Window | Mapping[str, Window] = 0.8,
-        self_replace_steps: Window = 0.4,
-        self_replace_max_scale: float = 0.5,
-        local_blend: LocalBlend | None = None,
+        **edit_settings,
     ) -> None:
-        super().__init__(
-            prompts,
-            tokenizer,
-            cross_replace_steps,
-            self_replace_steps,
-            self_replace_max_scale,
-            local_blend,
-        )
+        super().__init__(prompts, tokenizer, **edit_settings)
         if base is not None and list(base.prompts) != self.prompts:
             raise ValueError("the base controller of AttentionReweight must use the same prompts")
         self.base = base

@@ -1,4 +1,5 @@
-"""Guided DDIM sampling from fresh noise: the generation loop shared by Imagic and previews."""
+"""Classifier-free-guided DDIM sampling from given noise (Imagic, previews, prompt following), run
+through the one denoising loop (`editing.diffusion.denoise`)."""
 
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ def load_scheduler(folder: Path):
     """A DDIM scheduler with the checkpoint's betas, spacing and prediction type.
 
     Stable Diffusion folders ship a PNDM config; every method here uses DDIM maths with the same
-    betas. Clipping and thresholding are turned off (the references do, REFERENCE.md).
+    betas. Clipping and thresholding are turned off, as every public reference implementation does (docs/methods.md).
     """
     from diffusers import DDIMScheduler
 

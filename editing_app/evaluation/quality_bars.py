@@ -1,4 +1,4 @@
-"""The demo world's quality bars (issues 3, 4, 5), computed from evaluate.py output folders.
+"""The demo world's quality bars, computed from evaluate.py output folders.
 
     python -m editing_app.evaluation.quality_bars imagic DIR
     python -m editing_app.evaluation.quality_bars null_text DIR_NULL_TEXT DIR_DDIM

@@ -1,4 +1,4 @@
-"""Bad inputs: one clear line, a non-zero exit, nothing partial written (issue 2's list)."""
+"""Bad inputs: one clear line, a non-zero exit, nothing partial written."""
 
 from __future__ import annotations
 
