@@ -62,5 +62,7 @@ def test_package_imports_only_the_layers_below_it(package):
 def test_the_scan_sees_lazy_imports(tmp_path):
     # The check is not vacuous: an import inside a function is found.
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    import lightning.pytorch as pl\n    from hydra import compose\n")
+    module.write_text(
+        "def f():\n    import lightning.pytorch as pl\n    from hydra import compose\n"
+    )
     assert imported_top_levels(module) == {"lightning", "hydra"}
