@@ -23,6 +23,7 @@ from editing.models.cascade import SuperResolutionSettings
 from editing_app.cli import precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
 from editing_app.runtime import precision_context, resolve_device
+from editing_app.validation import validate_config
 
 log = logging.getLogger("edit")
 
@@ -35,6 +36,7 @@ def edit(cfg: DictConfig) -> Path:
     from editing.io.outputs import write_outputs
 
     # 1. Cheap checks first: files, method settings, device. Nothing is written before step 4.
+    validate_config(cfg)
     output_dir = Path(cfg.output_dir)
     for key in ("image", "mask"):
         if cfg.get(key):

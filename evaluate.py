@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 
 from editing.errors import UserInputError
 from editing_app.cli import precheck, run_cli
+from editing_app.validation import validate_config
 
 log = logging.getLogger("evaluate")
 
@@ -62,6 +63,7 @@ def evaluate(cfg: DictConfig):
         return summarize(cfg)
     from editing_app.evaluation.suites import load_cases
 
+    validate_config(cfg)
     cases = load_cases(cfg.suite)  # a bad suite fails here, before any heavy import
     from editing_app.evaluation.runner import run_suite
 

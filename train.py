@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from editing_app.cli import precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
 from editing_app.training import run_stage, stage_configs
+from editing_app.validation import validate_config
 
 log = logging.getLogger("train")
 
@@ -32,6 +33,7 @@ def train(cfg: DictConfig) -> list[Path]:
     stages = stage_configs(cfg.stage)
     output_dir = Path(cfg.output_dir)
     # 1. Everything the user gave is checked before anything is written.
+    validate_config(cfg)
     if cfg.get("image"):
         from editing.io.images import check_image_file
 

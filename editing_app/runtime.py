@@ -12,7 +12,12 @@ AUTOCAST_DTYPES = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mi
 
 
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available else cpu; a CUDA device without CUDA is refused."""
+    """`auto` -> cuda when available else cpu; anything but auto, cpu, cuda, cuda:N, and a CUDA
+    device without CUDA, is refused."""
+    if str(name) not in ("auto", "cpu", "cuda") and not (
+        str(name).startswith("cuda:") and str(name)[5:].isdigit()
+    ):
+        raise UserInputError(f"device={name!r} is not one of auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if str(name).startswith("cuda") and not torch.cuda.is_available():

@@ -90,7 +90,7 @@ class BlendedLatentEditor:
             self.num_inference_steps, "num_inference_steps", 1, 1000
         )
         self.strength = settings.number(self.strength, "strength", 0.0, 1.0, open_low=True)
-        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
         self.num_candidates = settings.integer(self.num_candidates, "num_candidates", 1)
         self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
         self.pixel_paste = settings.flag(self.pixel_paste, "pixel_paste")

@@ -44,6 +44,10 @@ from editing.models.unet_weights import finetuned_unet, has_unet_weights
 
 log = logging.getLogger(__name__)
 
+ETA_MAX = 2.0
+"""The largest interpolation weight accepted: eta > 1 extrapolates past e_tgt (the public ports go
+to 1.2); far beyond, e_bar leaves the region of embeddings the text encoder produces."""
+
 
 def interpolate(e_tgt: Tensor, e_opt: Tensor, eta: float) -> Tensor:
     """e_bar = eta * e_tgt + (1 - eta) * e_opt (Imagic Sec. 3, step C); shapes [1, L, D]."""
@@ -119,20 +123,22 @@ class ImagicEditor:
     name: str = "imagic"
 
     def __post_init__(self) -> None:
-        self.etas = settings.numbers(self.eta, "eta")
+        self.etas = settings.numbers(self.eta, "eta", 0.0, ETA_MAX)
         self.seeds = settings.integers(self.seeds, "seeds")
         self.num_inference_steps = settings.integer(
             self.num_inference_steps, "num_inference_steps", 1, 1000
         )
-        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
         self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
         self.finetuned = settings.flag(self.finetuned, "finetuned")
         self.sr = settings.choice(self.sr, "sr", SR_CHOICES)
         self.sr_num_inference_steps = settings.integer(
             self.sr_num_inference_steps, "sr_num_inference_steps", 1, 1000
         )
-        self.sr_guidance_scale = settings.number(self.sr_guidance_scale, "sr_guidance_scale")
-        self.sr_noise_level = settings.optional_integer(self.sr_noise_level, "sr_noise_level")
+        self.sr_guidance_scale = settings.number(self.sr_guidance_scale, "sr_guidance_scale", 0.0)
+        self.sr_noise_level = settings.optional_integer(
+            self.sr_noise_level, "sr_noise_level", 0, 999
+        )
 
     def load(self, model, inputs: Inputs) -> Artifact:
         """The artifact this edit uses, checked against the model (and image, if one is given)."""
@@ -151,6 +157,8 @@ class ImagicEditor:
             hint=f"run `python train.py stage=imagic output_dir={inputs.checkpoint_dir} ...` first",
         )
         check_weights(artifact, model)
+        text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D] of this text encoder
+        artifact.require({"e_tgt": (1, *text_shape), "e_opt": (1, *text_shape)})
         trained_for = artifact.metadata.get("target_prompt", "")
         if inputs.target_prompt and inputs.target_prompt != trained_for:
             raise UserInputError(

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.processor import STANDARD_PROCESSORS
+from editing.attention.site import PLACES
 from editing.diffusion.ddim import Inversion, make_schedule
 from editing.editors import settings
 from editing.editors.p2p_sampling import p2p_sample
@@ -106,20 +107,24 @@ class NullTextP2PEditor:
         self.cross_replace_steps = (
             dict(self.cross_replace_steps)
             if isinstance(self.cross_replace_steps, Mapping)
-            else settings.number(self.cross_replace_steps, "cross_replace_steps")
+            else settings.number(self.cross_replace_steps, "cross_replace_steps", 0.0, 1.0)
         )
-        self.self_replace_steps = settings.number(self.self_replace_steps, "self_replace_steps")
+        self.self_replace_steps = settings.number(
+            self.self_replace_steps, "self_replace_steps", 0.0, 1.0
+        )
         self.self_replace_max_scale = settings.number(
-            self.self_replace_max_scale, "self_replace_max_scale"
+            self.self_replace_max_scale, "self_replace_max_scale", 0.0, 1.0
         )
         self.blend = {
-            "resolution": settings.number(self.blend_resolution, "blend_resolution"),
-            "threshold": settings.number(self.blend_threshold, "blend_threshold"),
-            "start": settings.number(self.blend_start, "blend_start"),
-            "places": tuple(self.blend_places),
+            "resolution": settings.number(
+                self.blend_resolution, "blend_resolution", 0.0, 1.0, open_low=True
+            ),
+            "threshold": settings.number(self.blend_threshold, "blend_threshold", 0.0, 1.0),
+            "start": settings.number(self.blend_start, "blend_start", 0.0, 1.0),
+            "places": tuple(settings.choices(self.blend_places, "blend_places", PLACES)),
         }
         self.equalizer = dict(self.equalizer) if self.equalizer else None
-        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale")
+        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
         self.num_inference_steps = settings.integer(
             self.num_inference_steps, "num_inference_steps", 1, 1000
         )
@@ -146,7 +151,20 @@ class NullTextP2PEditor:
                 hint=f"run `python train.py stage=null_text image=IMG source_prompt=S output_dir={inputs.checkpoint_dir}` first",
             )
             check_weights(artifact, model)
-            steps = int(artifact.metadata["num_inference_steps"])
+            steps = int(artifact.number("num_inference_steps", int))
+            text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D]
+            artifact.require(
+                {
+                    "z_T": (1, *model.latent_shape),
+                    "null_embeddings": (None, *text_shape),
+                    "timesteps": (steps,),
+                }
+            )
+            if artifact["null_embeddings"].shape[0] not in (1, steps):
+                raise UserInputError(
+                    f"{artifact.path} holds {artifact['null_embeddings'].shape[0]} null embeddings "
+                    f"for {steps} timesteps: re-run `train.py stage=null_text`"
+                )
             if artifact.metadata.get("steps_done") != str(steps):
                 raise UserInputError(
                     f"{artifact.path} is an unfinished null-text inversion "
@@ -163,7 +181,7 @@ class NullTextP2PEditor:
                 schedule=schedule,
                 uncond=artifact["null_embeddings"],
                 prompt=artifact.metadata["source_prompt"],
-                guidance_scale=float(artifact.metadata["guidance_scale"]),
+                guidance_scale=float(artifact.number("guidance_scale")),
             )
         if inputs.image is None:
             raise UserInputError(

@@ -1,11 +1,12 @@
 """The checks every editor runs on its settings: one style, one message format.
 
 Each function takes the value given (from the YAML or the command line, after Hydra) and the
-setting's key without the `method.` prefix, returns the normalised value and raises
+setting's key without the `method.` prefix (a dotted key such as `stage.lr` is used as given), returns the normalised value and raises
 `editing.errors.UserInputError` naming `method.<key>` otherwise. Editors call them from their
 dataclass's `__post_init__`, so a bad setting is refused before anything is loaded or written.
 
     choice(value, key, options)            one of a few words
+    choices(value, key, options)           a list of such words
     number(value, key, low, high)          one float, optionally in [low, high]
     integer(value, key, low, high)         one int, optionally in [low, high]
     numbers(value, key, low, high)         one float or a list of floats (sweeps)
@@ -25,8 +26,12 @@ from editing.errors import UserInputError, as_float_list, as_int_list, check_ran
 PREFIX = "method."
 
 
+class FullKey(str):
+    """A key that is already a full setting name (top-level settings such as `seed`)."""
+
+
 def _name(key: str) -> str:
-    return key if key.startswith(PREFIX) else PREFIX + key
+    return key if isinstance(key, FullKey) or "." in key else PREFIX + key
 
 
 def choice(value: Any, key: str, options: Sequence[str]) -> str:
@@ -34,6 +39,13 @@ def choice(value: Any, key: str, options: Sequence[str]) -> str:
     if value not in options:
         raise UserInputError(f"{_name(key)}={value!r} is not one of {', '.join(options)}")
     return value
+
+
+def choices(value: Any, key: str, options: Sequence[str]) -> list[str]:
+    """A non-empty list of words, each one of `options`."""
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise UserInputError(f"{_name(key)} must be a list of {', '.join(options)}, got {value!r}")
+    return [choice(item, key, options) for item in value]
 
 
 def check(

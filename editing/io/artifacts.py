@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -114,6 +115,46 @@ class Artifact:
     def __getitem__(self, key: str) -> Tensor:
         return self.tensors[key]
 
+    def require(self, shapes: dict[str, tuple[int | None, ...]]) -> None:
+        """Refuse the artifact unless each named tensor exists with that shape (None: any size
+        along that dimension); floating tensors must be floating, the others integers."""
+        for name, shape in shapes.items():
+            if name not in self.tensors:
+                raise UserInputError(
+                    f"{self.path} has no tensor {name!r}: re-run the stage that made it"
+                )
+            have = tuple(self.tensors[name].shape)
+            fits = len(have) == len(shape) and all(w in (None, h) for h, w in zip(have, shape))
+            if not fits:
+                wanted = tuple("*" if w is None else w for w in shape)
+                raise UserInputError(
+                    f"{self.path}: tensor {name!r} has shape {have}, this model needs {wanted}: "
+                    "it was made for another model or damaged; re-run the stage that made it"
+                )
+
+    def number(self, key: str, cast: type = float) -> float | int:
+        """Metadata value `key` as a number, refused in one line when it is not one."""
+        value = self.metadata.get(key)
+        try:
+            number = cast(value)
+        except (TypeError, ValueError):
+            raise UserInputError(
+                f"{self.path}: metadata {key}={value!r} is not a number; re-run the stage that made it"
+            ) from None
+        if isinstance(number, float) and not math.isfinite(number):
+            raise UserInputError(f"{self.path}: metadata {key}={value!r} is not finite")
+        return number
+
+
+def check_finite(path: Path, tensors: dict[str, Tensor]) -> None:
+    """Refuse an artifact whose floating tensors hold NaN or infinite values."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserInputError(
+                f"{path}: tensor {name!r} holds NaN or infinite values (a diverged or damaged run); "
+                "re-run the stage that made it"
+            )
+
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """Only the metadata of an artifact (cheap: the tensors are not read)."""
@@ -167,6 +208,7 @@ def load_artifact(
             differences.append(f"{label}: artifact has {have!r}, this run has {wanted!r}")
     if differences:
         raise UserInputError(f"{path} does not match this run ({'; '.join(differences)})")
+    check_finite(path, tensors)
     return Artifact(path=path, tensors=tensors, metadata=meta)
 
 

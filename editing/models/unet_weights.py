@@ -74,6 +74,14 @@ def finetuned_unet(
     dtype = next(base_unet.parameters()).dtype
     if mode == "full":
         state = {k[len("unet.") :]: v for k, v in tensors.items() if k.startswith("unet.")}
+        expected = base_unet.state_dict()
+        for key, value in state.items():
+            if key in expected and tuple(value.shape) != tuple(expected[key].shape):
+                raise UserInputError(
+                    f"fine-tuned weight {key!r} has shape {tuple(value.shape)}, this UNet's is "
+                    f"{tuple(expected[key].shape)}: the artifact was made for another model or is "
+                    "damaged"
+                )
         with torch.device("meta"):
             unet = type(base_unet).from_config(base_unet.config)
         missing, unexpected = unet.load_state_dict(state, strict=False, assign=True)
