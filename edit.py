@@ -6,7 +6,8 @@
     python edit.py method=blended          base_model=B image=IMG mask=MASK target_prompt=T output_dir=O
 
 Writes O/edit.png (the first/best result), O/samples/ (all results, when several), O/grid.png
-(input beside the results, labelled) and O/config.yaml. Never imports Lightning.
+(input beside the results, labelled) and O/config.yaml. Never imports Lightning. O is checked
+writable and locked before any work (one run per folder); in a multirun (`-m`) job N writes O/N.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from editing.editors.apply import apply_editor
 from editing.models.cascade import SuperResolutionSettings
-from editing_app.cli import precheck, run_cli
+from editing_app.cli import holds_output_dir, per_job_output_dir, precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
 from editing_app.runtime import precision_context, resolve_device
 from editing_app.validation import validate_config
@@ -28,6 +29,7 @@ from editing_app.validation import validate_config
 log = logging.getLogger("edit")
 
 
+@holds_output_dir("edit.py")
 def edit(cfg: DictConfig) -> Path:
     """Run the configured editing method; returns the path of edit.png."""
     import torch
@@ -35,7 +37,8 @@ def edit(cfg: DictConfig) -> Path:
     from editing.io.images import check_image_file
     from editing.io.outputs import write_outputs
 
-    # 1. Cheap checks first: files, method settings, device. Nothing is written before step 4.
+    # 1. Cheap checks first: files, method settings, device. Only step 4 writes (the output folder
+    #    and its lock are removed when a check refuses the run).
     validate_config(cfg)
     output_dir = Path(cfg.output_dir)
     for key in ("image", "mask"):
@@ -75,7 +78,7 @@ def edit(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="configs", config_name="edit", version_base=None)
 def main(cfg: DictConfig) -> None:
-    run_cli(edit, cfg)
+    run_cli(edit, per_job_output_dir(cfg))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from editing_app.cli import precheck, run_cli
+from editing_app.cli import holds_output_dir, precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
 from editing_app.training import run_stage, stage_configs
 from editing_app.validation import validate_config
@@ -26,6 +26,7 @@ from editing_app.validation import validate_config
 log = logging.getLogger("train")
 
 
+@holds_output_dir("train.py")  # output_dir checked writable and locked for the whole run
 def train(cfg: DictConfig) -> list[Path]:
     """Run the configured stage(s); returns the artifact paths written."""
     import torch

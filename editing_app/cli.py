@@ -6,6 +6,7 @@ traceback: the checks that raise `UserInputError` run before anything is written
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from editing.errors import UserInputError
+from editing.io.output_dir import claim_output_dir
 
 
 def quiet_warnings() -> None:
@@ -120,3 +122,38 @@ def run_cli(fn: Callable[[Any], Any], cfg: Any) -> Any:
         if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
             fail(f"{str(cause).splitlines()[0]} (check the names of the settings you passed)")
         raise
+
+
+def holds_output_dir(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate `fn(cfg, ...)` to run holding `cfg.output_dir` (see `claim_output_dir`).
+
+    Before `fn` runs, the folder is checked writable (a file, a read-only folder or a full disk is
+    refused in one line) and locked: a second run into the same folder is refused with the
+    holder's pid. The lock is released when `fn` returns or raises.
+    """
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+            with claim_output_dir(cfg.output_dir, what):
+                return fn(cfg, *args, **kwargs)
+
+        return run
+
+    return wrap
+
+
+def per_job_output_dir(cfg: Any) -> Any:
+    """In a multirun (`-m`), point `cfg.output_dir` at this job's own folder.
+
+    The configs' `hydra.sweep` is `dir: ${output_dir}`, `subdir: ${hydra.job.num}`: job N of a
+    sweep with output_dir=O writes into O/N instead of every job overwriting O/edit.png. Outside
+    a multirun `cfg` is returned unchanged.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return cfg
+    cfg.output_dir = str(HydraConfig.get().runtime.output_dir)
+    return cfg

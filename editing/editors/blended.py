@@ -310,7 +310,7 @@ class BlendedEditor:
         if prompt.strip():
             clip = self.clip(device)
             with torch.no_grad():
-                text_emb = clip.encode_text([prompt])
+                text_emb = clip.encode_text([prompt], "target_prompt")
         else:
             log.info("empty target_prompt: no CLIP guidance and no ranking (reference behaviour)")
         sampler = BlendedSampler(model, x0, mask, emb, schedule, self, clip, text_emb)

@@ -167,7 +167,7 @@ class BlendedLatentEditor:
         clip = text_emb = None
         if self.rank_with_clip and prompt.strip():
             clip = cached_clip(self, device)
-            text_emb = clip.encode_text([prompt])
+            text_emb = clip.encode_text([prompt], "target_prompt")
         elif self.rank_with_clip:
             log.info("empty target_prompt: candidates are not ranked")
         # 2. Constants: source latent, latent mask(s), text embeddings.

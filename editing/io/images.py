@@ -47,30 +47,55 @@ class LoadedImage:
     original_size: tuple[int, int]
 
 
-def _open(path: str | Path, what: str) -> Image.Image:
+def read_header(path: str | Path, what: str = "image") -> Image.Image:
+    """Open `path` lazily (its header only) and apply the size limits; nothing is decoded.
+
+    The project's limit (`MAX_PIXELS`, 2^28) is the only one: PIL's own decompression-bomb guard is
+    set to it (PIL warns above its limit, which this check handles, and refuses above twice it).
+    """
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(
+            f"{what}={path} is a directory, not an image file: give a PNG or JPEG file"
+        )
     if not path.is_file():
         raise UserInputError(f"{what} file not found: {path}")
+    too_large = f"downscale it to at most {MAX_PIXELS} pixels (2^28)"
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
+    except Image.DecompressionBombError:
+        raise UserInputError(
+            f"{what} {path} has more than {2 * MAX_PIXELS} pixels; {too_large}"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise UserInputError(
+            f"cannot read {what} {path}: {err}. Give a PNG or JPEG file."
+        ) from None
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise UserInputError(f"{what} {path} is {w}x{h}; {too_large}")
+    if min(w, h) < MIN_SIDE:
+        img.close()
+        raise UserInputError(
+            f"{what} {path} is only {w}x{h} pixels; give at least {MIN_SIDE}x{MIN_SIDE}"
+        )
+    return img
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    img = read_header(path, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(
             f"cannot read {what} {path}: {err}. Give a PNG or JPEG file."
         ) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserInputError(
-            f"{what} {path} is too large to process safely; downscale it below {MAX_PIXELS} pixels"
-        ) from None
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise UserInputError(f"{what} {path} is {w}x{h}; downscale it below {MAX_PIXELS} pixels")
-    if min(w, h) < MIN_SIDE:
-        raise UserInputError(
-            f"{what} {path} is only {w}x{h} pixels; give at least {MIN_SIDE}x{MIN_SIDE}"
-        )
     return ImageOps.exif_transpose(img)
 
 

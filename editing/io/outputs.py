@@ -6,16 +6,24 @@ Every edit writes into its output folder O:
 - `O/grid.png`: the input beside the results, each labelled;
 - `O/config.yaml`: the resolved configuration.
 PNGs carry the prompt and the parameters as text metadata. Everything is first written into a
-temporary sibling folder and moved into place at the end, so an interrupted run never leaves a
-half-written result mixed with an older one.
+hidden staging folder inside O (`O/.staging-<pid>-*`, on O's filesystem even when O is a mount
+point) and moved into place at the end, so an interrupted run never leaves a half-written result
+visible in O nor mixed with an older one. Staging folders of dead processes are removed by the
+next write. A full disk is reported in one `UserInputError` line, the staging folder removed.
+
+`EDITING_KILL_AT=<phase>` (a test hook) kills the process with SIGKILL at a named phase of the
+write: "computed" (before anything is written), "mid-write" (edit.png staged, the rest not),
+"before-move" (everything staged, nothing moved).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +32,28 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from torch import Tensor
 
+from editing.errors import UserInputError
 from editing.io.images import to_pil
+from editing.io.output_dir import pid_alive
+
+KILL_HOOK = "EDITING_KILL_AT"
+STAGING_PREFIX = ".staging-"
+
+
+def kill_point(phase: str) -> None:
+    """Test hook: SIGKILL this process when `EDITING_KILL_AT` names `phase`."""
+    if os.environ.get(KILL_HOOK) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_stale_staging(output_dir: Path) -> None:
+    """Remove `O/.staging-<pid>-*` folders whose process is dead (left by killed runs)."""
+    if not output_dir.is_dir():
+        return
+    for entry in output_dir.glob(f"{STAGING_PREFIX}*"):
+        pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if entry.is_dir() and pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @dataclass
@@ -87,30 +116,61 @@ def write_outputs(
     if not results:
         raise ValueError("no results to write")
     output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    kill_point("computed")
     try:
-        common = dict(metadata or {})
-        save_png(results[0].image, staging / "edit.png", {**common, **results[0].params})
-        if len(results) > 1:
-            (staging / "samples").mkdir()
-            for k, result in enumerate(results):
-                name = f"{k:03d}_{_slug(result.label)}.png"
-                save_png(result.image, staging / "samples" / name, {**common, **result.params})
-        tiles, labels = [], []
-        if input_image is not None:
-            tiles.append(to_pil(input_image))
-            labels.append("input")
-        tiles += [to_pil(r.image) for r in results]
-        labels += [r.label for r in results]
-        save_png(make_grid(tiles, labels), staging / "grid.png", common)
-        (staging / "config.yaml").write_text(config_yaml)
-
         output_dir.mkdir(parents=True, exist_ok=True)
-        if (output_dir / "samples").exists():
-            shutil.rmtree(output_dir / "samples")
+        remove_stale_staging(output_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=output_dir))
+    except OSError as err:
+        raise UserInputError(_write_error(output_dir, err)) from None
+    try:
+        _stage(staging, results, input_image, config_yaml, metadata)
+        kill_point("before-move")
+        # Move into place: an older samples/ is moved aside first (replacing a non-empty
+        # folder fails), then every staged entry replaces its older version.
+        if (output_dir / "samples").is_dir():
+            os.replace(output_dir / "samples", staging / ".old-samples")
         for entry in staging.iterdir():
-            os.replace(entry, output_dir / entry.name)
+            if entry.name != ".old-samples":
+                os.replace(entry, output_dir / entry.name)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise UserInputError(_write_error(output_dir, err)) from None
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return output_dir / "edit.png"
+
+
+def _write_error(output_dir: Path, err: OSError) -> str:
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"no space left on the device of output_dir={output_dir} while writing the results: "
+            "free some space and run again (nothing was written)"
+        )
+    return f"cannot write the results into output_dir={output_dir}: {err.strerror or err}"
+
+
+def _stage(
+    staging: Path,
+    results: list[EditResult],
+    input_image: Tensor | None,
+    config_yaml: str,
+    metadata: dict[str, Any] | None,
+) -> None:
+    common = dict(metadata or {})
+    save_png(results[0].image, staging / "edit.png", {**common, **results[0].params})
+    kill_point("mid-write")
+    if len(results) > 1:
+        (staging / "samples").mkdir()
+        for k, result in enumerate(results):
+            name = f"{k:03d}_{_slug(result.label)}.png"
+            save_png(result.image, staging / "samples" / name, {**common, **result.params})
+    tiles, labels = [], []
+    if input_image is not None:
+        tiles.append(to_pil(input_image))
+        labels.append("input")
+    tiles += [to_pil(r.image) for r in results]
+    labels += [r.label for r in results]
+    save_png(make_grid(tiles, labels), staging / "grid.png", common)
+    (staging / "config.yaml").write_text(config_yaml)

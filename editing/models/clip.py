@@ -150,11 +150,38 @@ class ClipModel(nn.Module):
         features = self.model.encode_image(self.preprocess(x).to(self.dtype))
         return F.normalize(features.float(), dim=-1)
 
-    def encode_text(self, texts: str | Sequence[str]) -> Tensor:
-        """Texts (B strings) -> L2-normalised float32 embeddings [B, D]."""
+    @property
+    def context_length(self) -> int:
+        """The most tokens (start/end tokens included) the text encoder reads."""
+        return int(self.tokenizer.context_length)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` before any truncation, start/end tokens included."""
+        if isinstance(self.tokenizer, HFTokenizer):
+            cleaned = self.tokenizer.clean_fn(text)
+            return len(self.tokenizer.tokenizer(cleaned, truncation=False).input_ids)
+        return len(self.tokenizer.encode(text)) + 2  # open_clip's BPE: + start and end tokens
+
+    def check_text(self, texts: Sequence[str], what: str = "prompt") -> None:
+        """Refuse a text longer than the context: the tokenizer would silently cut its end."""
+        limit = self.context_length
+        for text in texts:
+            n = self.count_tokens(text)
+            if n > limit:
+                raise UserInputError(
+                    f"{what} {text[:40]!r}... is {n} tokens long; the CLIP text encoder takes at "
+                    f"most {limit} (start/end tokens included). Shorten it."
+                )
+
+    def encode_text(self, texts: str | Sequence[str], what: str = "prompt") -> Tensor:
+        """Texts (B strings) -> L2-normalised float32 embeddings [B, D].
+
+        A text longer than the context is refused (`UserInputError` naming `what` and the limit).
+        """
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts or not all(isinstance(t, str) for t in texts):
             raise ValueError(f"encode_text needs a non-empty list of strings, got {texts!r}")
+        self.check_text(texts, what)
         tokens = self.tokenizer(texts).to(self.device)
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
 

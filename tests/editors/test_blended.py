@@ -181,6 +181,21 @@ def test_local_clip_baseline_guides_the_background_instead_of_blending(model, cl
         _editor(clip_dir, algorithm="local_clip")(model, _inputs(prompt=""))
 
 
+def test_prompts_longer_than_the_clip_context_are_refused_not_truncated(model, clip_dir):
+    clip = load_clip(clip_dir)
+    assert clip.context_length == TINY_CLIP["text_cfg"]["context_length"] == 16
+    clip.check_text([" ".join(["cat"] * 14)])  # 14 words + start/end tokens: exactly 16
+    with pytest.raises(
+        UserInputError, match="is 17 tokens long; the CLIP text encoder takes at most 16"
+    ):
+        clip.encode_text([" ".join(["cat"] * 15)])
+    long = " ".join(["red"] * 300)
+    with pytest.raises(
+        UserInputError, match="target_prompt 'red red.* is 302 tokens long.* at most 16"
+    ):
+        _editor(clip_dir)(model, _inputs(prompt=long))
+
+
 # --- ranking -----------------------------------------------------------------------------------
 
 

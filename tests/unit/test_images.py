@@ -96,3 +96,48 @@ def test_float_images_need_an_unambiguous_range(tmp_path):
     Image.fromarray(np.full((20, 20), 200.0, dtype=np.float32), "F").save(tmp_path / "bad.tiff")
     with pytest.raises(UserInputError, match="outside \\[0, 1\\]"):
         load_image(tmp_path / "bad.tiff", 16)
+
+
+def _png(path, width: int, height: int, rows: bool = False):
+    """A 1-bit grayscale PNG declaring width x height; with `rows`, all its (zero) pixel rows.
+
+    Without rows its IDAT is empty: the header is valid, decoding fails (truncated).
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    data = zlib.compress(b"\x00" * ((width + 7) // 8 + 1) * height, 1) if rows else b""
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+    return path
+
+
+def test_a_directory_is_named_as_a_directory(tmp_path):
+    from editing.io.images import check_image_file
+
+    with pytest.raises(UserInputError, match=r"image=.* is a directory, not an image file"):
+        check_image_file(tmp_path)
+    with pytest.raises(UserInputError, match=r"mask=.* is a directory"):
+        load_mask(tmp_path, None, 32)
+
+
+def test_the_project_limit_of_2_28_pixels_is_the_only_one(tmp_path):
+    """12000x12000 (1.44e8 < 2^28 px) passes, although PIL's default guard is 8.9e7 px."""
+    from editing.io.images import MAX_PIXELS, check_image_file, read_header
+
+    assert MAX_PIXELS == 2**28
+    img = read_header(_png(tmp_path / "12k.png", 12000, 12000), "image")
+    assert img.size == (12000, 12000)
+    check_image_file(_png(tmp_path / "12k_rows.png", 12000, 12000, rows=True))  # decodes it
+    # 17 * 15790321 = 2^28 + 1 pixels: refused with the project's message, not PIL's
+    with pytest.raises(UserInputError, match=r"is 17x15790321; downscale it to at most 268435456"):
+        check_image_file(_png(tmp_path / "over.png", 17, 15790321))
+    # far over (PIL's own guard fires at twice the limit): still the project's message
+    with pytest.raises(UserInputError, match=r"downscale it to at most 268435456 pixels"):
+        check_image_file(_png(tmp_path / "far.png", 30000, 30000))
