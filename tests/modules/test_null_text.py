@@ -131,7 +131,7 @@ def _sample_with_null(model, z_T, cond, null, schedule, w=7.5):
 
     x = z_T
     with torch.no_grad():
-        for i, t, a_t, a_prev in schedule.sampling():
+        for _, t, a_t, a_prev in schedule.sampling():
             eps_c = model.eps(x, t, cond)
             eps_u = model.eps(x, t, null)
             x = ddim_step(x, classifier_free_guidance(eps_u, eps_c, w), a_t, a_prev)
