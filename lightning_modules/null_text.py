@@ -14,7 +14,12 @@ from torch import Tensor, nn
 from editing.diffusion.ddim import make_schedule
 from editing.errors import UserInputError, check_range, require_text
 from editing.inversion.ddim_inversion import invert
-from editing.inversion.null_text import NullTextSettings, optimize_step
+from editing.inversion.null_text import (
+    NullTextSettings,
+    guided_null_step,
+    guided_step_cond,
+    optimize_step,
+)
 from editing.io.artifacts import make_metadata
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
@@ -32,8 +37,15 @@ class NullTextStage(StageModule):
         guidance_scale: w the edits will use (7.5).
         lr, lr_decay: lr (1 - i lr_decay) at step i (1e-2, 0.01).
         early_stop, early_stop_epsilon, early_stop_slope: stop when loss < eps + i slope.
-        null_mode: "per_step" (the paper) or "global" (one embedding for every step: the paper's
-            ablation; the sequential sweep updates a single embedding and the final one is stored).
+        null_mode: "per_step" (the paper) or "global" (the paper's ablation: one embedding for
+            every step, optimised jointly over the whole trajectory; see `training_step`).
+
+    In global mode the stream has (num_inner_steps + 1) sweeps of T training steps. Each sweep
+    runs the guided trajectory from z*_T with the current embedding (the same one at every step)
+    and sums the steps' losses against the pivot; the first num_inner_steps sweeps each end with
+    one Adam step (lr = `lr`, no decay, no early stop) on that joint loss, and the last sweep
+    only evaluates: its losses and final latent (`z_bar`) are exactly what sampling with the
+    stored embedding gives.
     """
 
     stage = "null_text"
@@ -61,7 +73,11 @@ class NullTextStage(StageModule):
             raise UserInputError(
                 f"stage.null_mode={null_mode!r} is not one of 'per_step', 'global'"
             )
-        super().__init__(model, inputs, num_steps=int(num_inference_steps), batch_size=1)
+        self.num_inference_steps = int(num_inference_steps)
+        self.sweeps = int(num_inner_steps) + 1 if null_mode == "global" else 1
+        super().__init__(
+            model, inputs, num_steps=self.num_inference_steps * self.sweeps, batch_size=1
+        )
         if inputs.image is None:
             raise UserInputError("stage=null_text needs image=PATH")
         self.automatic_optimization = False
@@ -76,8 +92,8 @@ class NullTextStage(StageModule):
             epsilon=float(early_stop_epsilon),
             slope=float(early_stop_slope),
         )
-        self.schedule = make_schedule(model.scheduler, self.num_steps)
-        n, shape = self.num_steps, model.latent_shape
+        self.schedule = make_schedule(model.scheduler, self.num_inference_steps)
+        n, shape = self.num_inference_steps, model.latent_shape
         cond = model.encode_prompt([self.source_prompt], "source_prompt")
         self.register_buffer("cond", cond)
         self.register_buffer("image_pixels", inputs.image.pixels.clone(), persistent=False)
@@ -90,6 +106,8 @@ class NullTextStage(StageModule):
         self.register_buffer("losses", torch.zeros(n))
         self.register_buffer("steps_done", torch.tensor(0))
         self.null = nn.Parameter(model.encode_prompt([""]).clone())
+        if null_mode == "global":  # the joint gradient of the sweep so far (resumable)
+            self.register_buffer("sweep_grad", torch.zeros_like(self.null))
 
     @property
     def trainer_max_steps(self) -> int:
@@ -99,7 +117,7 @@ class NullTextStage(StageModule):
     def content_key(self) -> dict[str, str]:
         s = self.settings
         structure = {
-            "num_inference_steps": self.num_steps,
+            "num_inference_steps": self.num_inference_steps,
             "guidance_scale": s.guidance_scale,
             "null_mode": self.null_mode,
         }
@@ -129,6 +147,8 @@ class NullTextStage(StageModule):
         self.pivot_ready.fill_(True)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        if self.null_mode == "global":
+            return self.global_step_(int(batch["step"]))
         i = int(batch["step"])
         target = self.pivot_latents[self.num_steps - 1 - i]  # z*_{t-1} of sampling step i
         result = optimize_step(
@@ -151,11 +171,45 @@ class NullTextStage(StageModule):
         log_if_due(self, "loss", result.loss, prog_bar=True)
         log_if_due(self, "inner_steps", float(result.inner_steps), prog_bar=True)
 
+    def global_step_(self, k: int) -> None:
+        """Training step k of `null_mode=global`: sampling step i = k mod T of sweep k // T."""
+        n = self.num_inference_steps
+        sweep, i = divmod(k, n)
+        update = sweep < self.sweeps - 1  # the last sweep only evaluates the final embedding
+        if i == 0:
+            self.z_bar.copy_(self.pivot_latents[-1])  # every sweep starts from z*_T
+        target = self.pivot_latents[n - 1 - i]
+        w = self.settings.guidance_scale
+        with torch.no_grad():
+            eps_c = guided_step_cond(self.model, i, self.schedule, self.z_bar, self.cond)
+        with torch.set_grad_enabled(update):
+            z_prev = guided_null_step(self.model, i, self.schedule, self.z_bar, eps_c, self.null, w)
+            loss = torch.nn.functional.mse_loss(z_prev.float(), target.float())
+        if update:  # d(mean over the T steps of the loss)/d null, accumulated over the sweep
+            self.null.grad = None
+            self.manual_backward(loss / n)
+            self.sweep_grad.add_(self.null.grad)
+            self.null.grad = None
+            if i == n - 1:  # end of the sweep: one Adam step on the joint loss
+                optimizer = self.optimizers()
+                self.null.grad = self.sweep_grad.clone()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                self.sweep_grad.zero_()
+        self.z_bar.copy_(z_prev.detach())
+        self.losses[i] = float(loss.detach())
+        self.inner_steps[i] = self.sweeps - 1
+        if sweep == self.sweeps - 1:
+            self.null_embeddings[i] = self.null.detach()[0]
+        self.steps_done.fill_(k + 1)
+        log_if_due(self, "loss", float(loss.detach()), prog_bar=True)
+
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         done = int(self.steps_done)
+        unit = "timesteps" if self.null_mode == "per_step" else "steps of the global sweeps"
         if done < self.num_steps:
             raise UserInputError(
-                f"null-text inversion stopped after {done} of {self.num_steps} timesteps: no artifact "
+                f"null-text inversion stopped after {done} of {self.num_steps} {unit}: no artifact "
                 f"written (rerun with resume=true to finish it)"
             )
         nulls = self.null_embeddings if self.null_mode == "per_step" else self.null.detach()
@@ -181,10 +235,10 @@ class NullTextStage(StageModule):
             },
             image_sha256=self.inputs.image.sha256,
             source_prompt=self.source_prompt,
-            num_inference_steps=self.num_steps,
+            num_inference_steps=self.num_inference_steps,
             guidance_scale=s.guidance_scale,
             null_mode=self.null_mode,
-            steps_done=done,
+            steps_done=done if self.null_mode == "per_step" else self.num_inference_steps,
             scheduler=type(self.model.scheduler).__name__,
         )
         return tensors, metadata

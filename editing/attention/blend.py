@@ -14,6 +14,14 @@ Mask construction as in the public reference code (all knobs exposed; sizes reso
 3. take the union with the source words' mask; optionally remove the mask of `subtract_words`
    (reference: `substruct_words`, no pooling);
 4. blend from step int(start * N) on (reference: 0.2).
+
+Which maps: `maps="edited"` (reference) reads each edited branch's maps after the
+Prompt-to-Prompt edit, as the reference's `AttentionStore` stores them after the controller
+rewrote them in place: inside the Replace window the edited branch's maps are the source's, so its
+mask is the source words' region. `maps="own"` reads the edited branch's own maps from before the
+edit, which locate the new words where the edited branch itself puts them: inside the window its
+mask is the union of the source words' and the new words' regions. Outside every edit window the
+maps are the same either way.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from editing.attention.site import AttentionSite
 from editing.attention.store import AttentionStore
 from editing.attention.words import check_prompt_lengths, words_indices
 from editing.errors import UserInputError
+
+MAPS = ("edited", "own")
+"""Which attention maps LocalBlend reads: after the Prompt-to-Prompt edit, or before it."""
 
 Words = Sequence[str | Sequence[str] | None]
 """One entry per prompt: a word, several words, or None (no words for that prompt)."""
@@ -49,6 +60,8 @@ class LocalBlend(AttentionController):
         subtract_threshold: threshold of the subtracted mask (reference 0.3).
         start: fraction of the steps after which blending starts (reference 0.2).
         dilation: max-pooling radius in map pixels (reference 1, a 3x3 window).
+        maps: "edited" (the maps after the attention edit, reference) or "own" (the edited
+            branches' maps before the edit); see the module docstring.
 
     After a blended step, `mask` holds the last masks [K, 1, H, W] (bool).
     """
@@ -65,8 +78,12 @@ class LocalBlend(AttentionController):
         subtract_threshold: float = 0.3,
         start: float = 0.2,
         dilation: int = 1,
+        maps: str = "edited",
     ) -> None:
         super().__init__()
+        if maps not in MAPS:
+            raise UserInputError(f"LocalBlend maps={maps!r} is not one of {', '.join(MAPS)}")
+        self.maps = maps
         check_prompt_lengths(tokenizer, prompts)
         self.num_prompts = len(prompts)
         self.weights = self._weights(prompts, tokenizer, words, "words")

@@ -52,10 +52,9 @@ class AttentionEdit(AttentionController):
         self_replace_steps: window of steps where self-attention maps are the source's.
         self_replace_max_scale: largest self-attention map side injected, as a fraction of the
             latent side (reference: 0.5).
-        local_blend: optional `LocalBlend`, fed with the edited branches' own maps from before
-            the edit (the public reference stores the maps after editing them in place; before-edit
-            maps locate the new words where the edited branch itself puts them), applied after
-            every DDIM step.
+        local_blend: optional `LocalBlend`, applied after every DDIM step and fed with the
+            edited branches' maps after the edit (`maps="edited"`, as the public reference stores
+            them after editing them in place) or their own maps from before it (`maps="own"`).
     """
 
     def __init__(
@@ -159,8 +158,18 @@ class AttentionEdit(AttentionController):
         return edits or (self.local_blend is not None and self.local_blend.wants(site))
 
     def observe(self, probs: Tensor, site: AttentionSite) -> None:
-        if self.local_blend is not None and self.local_blend.wants(site):
-            self.local_blend.observe(probs, site)
+        blend = self.local_blend
+        if blend is not None and blend.maps == "own" and blend.wants(site):
+            blend.observe(probs, site)
+
+    def __call__(self, probs: Tensor, site: AttentionSite) -> Tensor:
+        """The base protocol (`observe` the maps before the edit, then `edit`), and LocalBlend
+        with `maps="edited"` observes the conditional maps as edited: [source, *edits]."""
+        out = super().__call__(probs, site)
+        blend = self.local_blend
+        if blend is not None and blend.maps == "edited" and blend.wants(site):
+            blend.observe(self.split(out)[1], site)
+        return out
 
     def map_cross(self, source: Tensor, edits: Tensor) -> Tensor:
         """Edit(M_t, M*_t) on cross-attention: source [H, N, L], edits [K, H, N, L] -> [K, H, N, L]."""

@@ -16,6 +16,13 @@ Posterior (DDPM eq. 6-7) of the respaced chain:
     beta~_t       = (1 - a_prev) / (1 - a_t) beta_t
 and ancestral sampling draws x_{t-1} = mu~(x_t, x0_hat) + sigma_t z with sigma_t^2 = beta~_t
 ("fixed small", DDPM's posterior variance) or beta_t ("fixed large"), and no noise at step 0.
+A model that learns its variance (improved DDPM Sec. 3.1; guided-diffusion's `learned_range`,
+DeepFloyd IF) outputs v in [-1, 1] per pixel and
+
+    log Sigma = f log beta_t + (1 - f) log beta~_t,    f = (v + 1) / 2,
+
+with beta~ of the first step (0) replaced by that of the second (guided-diffusion's
+`posterior_log_variance_clipped`): `learned_range_variance`.
 The DDIM step on the same levels is `editing.diffusion.ddim.ddim_step` (reused, never re-written here).
 """
 
@@ -81,6 +88,15 @@ class DDPMSchedule:
         """(t_i, a_i, a_{i-1}) of respaced step i."""
         return self.timesteps[i], self.alphas_cumprod[i], self.alphas_cumprod_prev[i]
 
+    def log_posterior_variance_clipped(self, i: int) -> Tensor:
+        """log beta~_i, with beta~_0 = 0 replaced by beta~_1 (guided-diffusion's clipping; a
+        one-step chain uses log beta_0): the lower end of the learned variance range."""
+        if i == 0:
+            if len(self) == 1:
+                return torch.log(self.betas[0])
+            i = 1
+        return torch.log(posterior_variance(self.alphas_cumprod[i], self.alphas_cumprod_prev[i]))
+
     def to(self, device: torch.device | str) -> DDPMSchedule:
         return DDPMSchedule(
             self.timesteps.to(device),
@@ -130,6 +146,15 @@ def model_variance(a_t: Tensor | float, a_prev: Tensor | float, kind: str = "sma
         )
         return 1.0 - a / ap
     raise ValueError(f"variance must be 'small' or 'large', got {kind!r}")
+
+
+def learned_range_variance(v: Tensor, log_beta: Tensor, log_beta_tilde: Tensor) -> Tensor:
+    """Sigma = exp(f log beta + (1 - f) log beta~), f = (v + 1) / 2 (improved DDPM eq. 15,
+    guided-diffusion's `learned_range`): v [B, C, H, W] the model's variance output; fp64."""
+    f = (v.to(torch.float64) + 1.0) / 2.0
+    log_beta = torch.as_tensor(log_beta, dtype=torch.float64, device=v.device)
+    log_beta_tilde = torch.as_tensor(log_beta_tilde, dtype=torch.float64, device=v.device)
+    return torch.exp(f * log_beta + (1.0 - f) * log_beta_tilde)
 
 
 def ddpm_sample(mean: Tensor, variance: Tensor | float, noise: Tensor, last: bool) -> Tensor:

@@ -9,6 +9,7 @@ of a respaced DDPM chain, `editing.diffusion.ddpm`), every step t of Algorithm 2
     2. L = CLIP guidance on x_in = x0_hat s + x_t (1 - s), s = sqrt(1 - a_t), masked, N augmented
        copies (+ range loss on x0_hat); g = dL/dx_t through the UNet   (`editing.editors.blended_guidance`)
     3. x_fg ~ N(mu~(x_t, x0_hat) - Sigma g, Sigma)                       (DDPM eq. 7, guided mean)
+       with the model's learned Sigma where it predicts one (`variance=learned`), else beta~
     4. x_bg ~ q(x_{t-1} | x0), the source noised to the new level
     5. x_{t-1} = x_fg ⊙ m + x_bg ⊙ (1 - m)
 and at the end the source is pasted outside the mask exactly. Algorithm 3 (`sampler=ddim`) replaces
@@ -36,6 +37,7 @@ from editing.diffusion.ddim import add_noise, ddim_step, predict_x0
 from editing.diffusion.ddpm import (
     DDPMSchedule,
     ddpm_sample,
+    learned_range_variance,
     make_ddpm_schedule,
     model_variance,
     posterior_mean,
@@ -83,7 +85,12 @@ class BlendedSampler:
         self.bg_lambda = (
             editor.background_lambda if not self.blend_background and clip is not None else 0.0
         )
-        self.variance_kind = editor.variance
+        # `variance=learned` uses the model's Sigma where it predicts one, else fixed small.
+        self.learned = editor.variance == "learned" and bool(model.learned_variance)
+        self.variance_kind = "small" if editor.variance == "learned" else editor.variance
+        self.variance_used = (
+            "ddim" if self.ddim else ("learned" if self.learned else self.variance_kind)
+        )
         self.reference_level = editor.reference_background_level
         self.augment = ExtendingAugmentations(editor.num_augmentations)
         self.clip_mask = resize_for_clip(mask, clip.image_size) if clip is not None else None
@@ -97,18 +104,28 @@ class BlendedSampler:
     def guided(self) -> bool:
         return bool(self.clip_lambda or self.range_lambda or self.bg_lambda)
 
-    def guidance(self, x_t: Tensor, i: int, generators) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(eps, x0_hat, g = dL/dx_t or None) at respaced step i; one UNet call for the batch."""
+    def _eps(self, x_t: Tensor, t: Tensor, emb: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(eps, the model's variance output v or None) from one UNet call."""
+        if self.learned:
+            eps, v = self.model.eps_with_variance(x_t, t, emb)
+            return eps, v.detach()
+        return self.model.eps(x_t, t, emb), None
+
+    def guidance(
+        self, x_t: Tensor, i: int, generators
+    ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        """(eps, x0_hat, g = dL/dx_t or None, variance output v or None) at respaced step i; one
+        UNet call for the batch."""
         t, a_t, _ = self.schedule.level(i)
         a_t = float(a_t)
         emb = self.emb.expand(x_t.shape[0], -1, -1)
         if not self.guided:
             with torch.no_grad():
-                eps = self.model.eps(x_t, t, emb)
-            return eps, predict_x0(x_t, eps, a_t), None
+                eps, v = self._eps(x_t, t, emb)
+            return eps, predict_x0(x_t, eps, a_t), None, v
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
-            eps = self.model.eps(x, t, emb)
+            eps, v = self._eps(x, t, emb)
             x0_hat = predict_x0(x, eps, a_t)
             s = math.sqrt(1.0 - a_t)
             x_in = x0_hat * s + x * (1.0 - s)  # reference code: guide a mix of x0_hat and x_t
@@ -124,26 +141,35 @@ class BlendedSampler:
                 d_bg = background_loss(x_in, self.x0, self.mask, self.lpips)
                 loss = loss + self.bg_lambda * d_bg.sum()
             (grad,) = torch.autograd.grad(loss, x)
-        return eps.detach(), x0_hat.detach(), grad
+        return eps.detach(), x0_hat.detach(), grad, v
+
+    def variance(self, i: int, v: Tensor | None) -> Tensor | float:
+        """Sigma of respaced step i: the model's (`learned_range_variance` of its output v) for
+        `variance=learned` on a learned-variance model, else fixed small / large (a float)."""
+        _, a_t, a_prev = self.schedule.level(i)
+        if v is None:
+            return float(model_variance(float(a_t), float(a_prev), self.variance_kind))
+        log_beta = torch.log(self.schedule.betas[i])
+        return learned_range_variance(v, log_beta, self.schedule.log_posterior_variance_clipped(i))
 
     @torch.no_grad()
     def foreground(
         self,
         x_t: Tensor,
         i: int,
-        prediction: tuple[Tensor, Tensor, Tensor | None],
+        prediction: tuple[Tensor, Tensor, Tensor | None, Tensor | None],
         noise_fg: Tensor | None,
     ) -> Tensor:
         """Step 3 at respaced step i: the guided DDPM posterior sample (Algorithm 2) or the guided
-        DDIM step (Algorithm 3) from x_t, given (eps, x0_hat, g) of `guidance`."""
+        DDIM step (Algorithm 3) from x_t, given (eps, x0_hat, g, v) of `guidance`."""
         _, a_t, a_prev = self.schedule.level(i)
         a_t, a_prev = float(a_t), float(a_prev)
-        eps, x0_hat, grad = prediction
+        eps, x0_hat, grad, v = prediction
         if self.ddim:  # Algorithm 3: eps_hat = eps - sqrt(1 - a_t) grad log p, grad log p = -g
             eps_hat = eps if grad is None else eps + math.sqrt(1.0 - a_t) * grad
             return ddim_step(x_t, eps_hat, a_t, a_prev)
         # Algorithm 2: x_fg ~ N(mu + Sigma grad log p, Sigma)
-        variance = float(model_variance(a_t, a_prev, self.variance_kind))
+        variance = self.variance(i, v)
         mean = posterior_mean(x0_hat, x_t, a_t, a_prev)
         if grad is not None:
             mean = mean - variance * grad
@@ -228,8 +254,10 @@ class BlendedEditor:
     num_timesteps: int = 100
     # Steps skipped at the noisy end: start from the input noised to step 75 of 100 (R).
     skip_timesteps: int = 25
-    # DDPM sigma_t^2: "small" (posterior beta~) or "large" (beta) (R: small).
-    variance: str = "small"
+    # DDPM Sigma: "learned" (the model's own, improved DDPM's interpolation between beta~ and
+    # beta, for models that predict it, as R's ADM; fixed small otherwise) | "small" (posterior
+    # beta~) | "large" (beta) (P, R: the model's learned Sigma).
+    variance: str = "learned"
     # Weight of the CLIP loss (R).
     clip_guidance_lambda: float = 1000.0
     # Weight of the range loss keeping x0_hat in [-1, 1] (R).
@@ -261,7 +289,7 @@ class BlendedEditor:
     def __post_init__(self) -> None:
         self.algorithm = settings.choice(self.algorithm, "algorithm", ("blended", "local_clip"))
         self.sampler = settings.choice(self.sampler, "sampler", ("ddpm", "ddim"))
-        self.variance = settings.choice(self.variance, "variance", ("small", "large"))
+        self.variance = settings.choice(self.variance, "variance", ("learned", "small", "large"))
         self.num_timesteps = settings.integer(self.num_timesteps, "num_timesteps", 1, 1000)
         self.skip_timesteps = settings.integer(
             self.skip_timesteps, "skip_timesteps", 0, self.num_timesteps - 1
@@ -332,6 +360,7 @@ class BlendedEditor:
             "num_timesteps": self.num_timesteps,
             "skip_timesteps": self.skip_timesteps,
             "clip_guidance_lambda": self.clip_guidance_lambda,
+            "variance": sampler.variance_used,
         }
         all_scores = torch.cat(scores) if scores else None
         return ranked_results(torch.cat(images), seeds, all_scores, params)

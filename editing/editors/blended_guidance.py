@@ -85,8 +85,9 @@ class ExtendingAugmentations:
     """N copies per image: copy 0 as is, copies 1..N-1 randomly warped (Blended Diffusion Sec. 4.3).
 
     Each augmented copy is a random affine map (rotation within +-`degrees`, translation within
-    +-`translate` of the size; applied with probability `p`) followed by a random perspective map
-    (each corner moved inwards by up to `distortion` of the half-size; probability `p`): the
+    +-`translate` of the size; applied with probability `p`) after a random perspective map
+    (each corner of the image moved inwards by up to `distortion` of the half-size, the content
+    shrunk into that quadrilateral; probability `p`): the
     reference code's kornia `RandomAffine(15, translate=0.1, p=0.7, padding_mode="border")` and
     `RandomPerspective(0.7, p=0.7)`, here as one projective resampling with `padding_mode`. The
     parameters of candidate b come from `generators[b]`, so a candidate's draws do not depend on
@@ -112,7 +113,10 @@ class ExtendingAugmentations:
         self.distortion, self.p, self.padding_mode = float(distortion), float(p), padding_mode
 
     def sample(self, generators: Sequence[torch.Generator], device) -> Tensor:
-        """[N, B, 3, 3] sampling maps (copy-major); copy 0 is the identity."""
+        """[N, B, 3, 3] sampling maps (copy-major) for `warp`; copy 0 is the identity.
+
+        Copy k shows the image moved by F_k = affine_k @ perspective_k (content coordinates), so
+        its sampling map is F_k^-1: a point q of the copy shows the input at F_k^-1 q."""
         n, b = self.num_copies - 1, len(generators)
         eye = torch.eye(3, device=device).expand(1, b, 3, 3)
         if n == 0:
@@ -123,19 +127,23 @@ class ExtendingAugmentations:
         # 2. Affine: rotation and translation, applied with probability p.
         angle = (2 * u[:, 0] - 1) * math.radians(self.degrees)
         shift = (2 * u[:, 1:3] - 1) * 2 * self.translate  # [-1, 1] coordinates span 2
-        affine = torch.zeros(n * b, 3, 3, device=device)
+        affine = torch.zeros(n * b, 3, 3, device=device, dtype=torch.float64)
         affine[:, 0, 0], affine[:, 0, 1] = angle.cos(), -angle.sin()
         affine[:, 1, 0], affine[:, 1, 1] = angle.sin(), angle.cos()
-        affine[:, :2, 2], affine[:, 2, 2] = shift, 1.0
-        identity = torch.eye(3, device=device).expand_as(affine)
+        affine[:, :2, 2], affine[:, 2, 2] = shift.double(), 1.0
+        identity = torch.eye(3, device=device, dtype=torch.float64).expand_as(affine)
         affine = torch.where((u[:, 3] < self.p).view(-1, 1, 1), affine, identity)
-        # 3. Perspective: the corners moved inwards, applied with probability p.
-        corners = torch.tensor(_CORNERS, device=device).expand(n * b, 4, 2)
-        moved = corners - corners.sign() * self.distortion * u[:, 4:12].view(-1, 4, 2)
-        persp = _homography(corners.double(), moved.double()).float()
+        # 3. Perspective: the image's corners sent to points moved inwards (kornia's start ->
+        #    end points), applied with probability p.
+        corners = torch.tensor(_CORNERS, device=device, dtype=torch.float64).expand(n * b, 4, 2)
+        moved = corners - corners.sign() * self.distortion * u[:, 4:12].double().view(-1, 4, 2)
+        persp = _homography(corners, moved)
         persp = torch.where((u[:, 12] < self.p).view(-1, 1, 1), persp, identity)
-        # 4. Output coordinates go through the perspective map, then the affine one.
-        return torch.cat([eye, (affine @ persp).view(n, b, 3, 3)])
+        # 4. The content moves by the perspective map, then the affine one: F = A P. `warp` reads
+        #    the input at M q, so the sampling map is the inverse M = F^-1 (the content shrinks
+        #    into the moved corners, as kornia's warps; M = F would zoom into a crop).
+        sampling = torch.linalg.inv(affine @ persp).float()
+        return torch.cat([eye, sampling.view(n, b, 3, 3)])
 
     def __call__(
         self, *tensors: Tensor, generators: Sequence[torch.Generator]

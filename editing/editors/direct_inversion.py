@@ -14,8 +14,12 @@ latents themselves; this is the noise-merge method of Elarabawy et al.
                                   / sqrt(lambda^2 + (1 - lambda)^2)   (reference code, commented out)
    then a deterministic DDIM step (`editing.diffusion.ddim.ddim_step`).
 
-lambda = 1 at every step replays the inversion backwards and reconstructs z0 (exact inverse of
-DDIM with the same eps); lambda = 0 is plain guided DDIM sampling from x_T. Defaults are the
+With `inject=latent` (the public pipeline's merge, the paper's wording "merging the UNet output
+with the inverted latent") the merged term is the inverted latent x_T itself instead of the
+recorded noise: eps = eps_cfg + lambda (x_T - eps_cfg) (linear; variance_preserving likewise).
+
+With inject=eps, lambda = 1 at every step replays the inversion backwards and reconstructs z0
+(exact inverse of DDIM with the same eps); lambda = 0 is plain guided DDIM sampling from x_T. Defaults are the
 reference notebook's: guidance 3, lambda 0.5, 100 inversion + 100 inference steps, injection at
 every step. Two fixes to the reference: inversion and sampling use the same timestep labels (the
 reference's were offset by one; see `editing.diffusion.ddim.DDIMSchedule`), and the image is encoded with
@@ -56,6 +60,7 @@ log = logging.getLogger(__name__)
 
 MERGES = ("linear", "variance_preserving")
 STARTS = ("inverted", "noise")
+INJECTS = ("eps", "latent")
 STAGE = "direct_inversion"
 
 
@@ -194,6 +199,10 @@ class DirectInversionEditor:
     inject_every: int = 1
     # "linear" (reference) or "variance_preserving" (reference, commented out).
     merge: str = "linear"
+    # What is merged into the UNet output: "eps" (the recorded inversion noise of the matching
+    # timestep, the noise-trajectory merge) | "latent" (the inverted latent x_T, the public
+    # pipeline's `eps + lambda (x_T_inv - eps)`) (project choice of default: eps).
+    inject: str = "eps"
     # "inverted" (x_T, the method) or "noise" (fresh seeded noise; the recorded eps still
     # steers the trajectory) (project choice).
     start: str = "inverted"
@@ -224,6 +233,7 @@ class DirectInversionEditor:
         )
         self.inject_every = settings.integer(self.inject_every, "inject_every", 1)
         self.merge = settings.choice(self.merge, "merge", MERGES)
+        self.inject = settings.choice(self.inject, "inject", INJECTS)
         self.start = settings.choice(self.start, "start", STARTS)
         if self.seeds is not None:
             self.seeds = settings.integers(self.seeds, "seeds")
@@ -258,6 +268,8 @@ class DirectInversionEditor:
             "merge": self.merge,
             "start": self.start,
         }
+        if self.inject != "eps":  # recorded only when set, so eps-merge results are unchanged
+            params["inject"] = self.inject
         return params if seed is None else {**params, "seed": seed}
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
@@ -293,7 +305,10 @@ class DirectInversionEditor:
                 self.num_inference_steps,
             )
         index = nearest_inversion_index(schedule.timesteps, record.timesteps.cpu())
-        eps_inv = record.eps[index.to(device)]
+        if self.inject == "eps":
+            eps_inv = record.eps[index.to(device)]
+        else:  # the inverted latent x_T at every injected step: [M, 1, C, h, w]
+            eps_inv = record.x_T[None].expand(len(schedule), *record.x_T.shape)
         inject = injection_steps(len(schedule), self.stop_step, self.inject_every)
 
         # 3. Text embeddings, once for every sample.

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
+from editing.attention.blend import MAPS
 from editing.attention.processor import STANDARD_PROCESSORS
 from editing.attention.site import PLACES
 from editing.diffusion.ddim import Inversion, make_schedule
@@ -90,6 +91,10 @@ class NullTextP2PEditor:
     blend_start: float = 0.2
     # Where LocalBlend collects its maps (reference: down, up).
     blend_places: Sequence[str] = ("down", "up")
+    # Which maps LocalBlend reads: "edited" (after the attention edit: inside the Replace window
+    # the source's, reference) | "own" (the edited branch's own, before the edit: inside the
+    # window the union with the new words' region).
+    blend_maps: str = "edited"
     # {word: factor} attention reweighting on top of the edit (reference AttentionReweight).
     equalizer: Mapping[str, float] | None = None
     # For inversion=ddim|negative_prompt (null_text uses its artifact's) (reference 7.5, 50).
@@ -122,7 +127,9 @@ class NullTextP2PEditor:
             "threshold": settings.number(self.blend_threshold, "blend_threshold", 0.0, 1.0),
             "start": settings.number(self.blend_start, "blend_start", 0.0, 1.0),
             "places": tuple(settings.choices(self.blend_places, "blend_places", PLACES)),
+            "maps": settings.choice(self.blend_maps, "blend_maps", MAPS),
         }
+        self.blend_maps = self.blend["maps"]
         self.equalizer = dict(self.equalizer) if self.equalizer else None
         self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
         self.num_inference_steps = settings.integer(

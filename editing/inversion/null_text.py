@@ -109,6 +109,21 @@ def optimize_step(
     return StepResult(z_prev=z_prev.detach(), loss=loss_value, inner_steps=used)
 
 
+def guided_step_cond(model, i: int, schedule: DDIMSchedule, z_bar: Tensor, cond: Tensor) -> Tensor:
+    """eps_c(z_bar, t_i): the conditional prediction of sampling step i (independent of null)."""
+    return model.eps(z_bar, schedule.timesteps[i], cond)
+
+
+def guided_null_step(
+    model, i: int, schedule: DDIMSchedule, z_bar: Tensor, eps_c: Tensor, null: Tensor, w: float
+) -> Tensor:
+    """The guided DDIM step of sampling step i from z_bar with the null embedding `null` (eq. 3):
+    DDIM(z_bar, eps_u(null) + w (eps_c - eps_u(null))), differentiable in `null`."""
+    t, a_t, a_prev = schedule.timesteps[i], schedule.alphas[i], schedule.alphas_prev[i]
+    eps_u = model.eps(z_bar, t, null)
+    return ddim_step(z_bar, classifier_free_guidance(eps_u, eps_c, w), a_t, a_prev)
+
+
 def null_text_inversion(
     model,
     z0: Tensor,

@@ -74,6 +74,7 @@ class SuperResolutionModel(nn.Module):
     learned_variance = DiffusionModel.learned_variance
     _timesteps = DiffusionModel._timesteps
     eps = DiffusionModel.eps
+    _to_eps = DiffusionModel._to_eps
     training_target = DiffusionModel.training_target
 
     def __init__(

@@ -236,7 +236,19 @@ class DiffusionModel(nn.Module):
         """The network's native prediction (eps or v) for [B, C, h, w] samples, fp32.
 
         For learned-variance models the variance channels are dropped: only the mean
-        parametrisation enters the DDIM maths and the denoising loss.
+        parametrisation enters the DDIM maths and the denoising loss (`predict_with_variance`
+        keeps them).
+        """
+        return self.predict_with_variance(x_t, t, emb, **unet_kwargs)[0]
+
+    def predict_with_variance(
+        self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs
+    ) -> tuple[Tensor, Tensor | None]:
+        """(native prediction [B, C, h, w], variance channels [B, C, h, w] or None), fp32.
+
+        The variance channels are the raw network output v in [-1, 1] of a learned-variance UNet
+        (IDDPM's interpolation weight, `editing.diffusion.ddpm.learned_range_variance`); None
+        for a model that does not predict its variance.
         """
         t = self._timesteps(t, x_t.shape[0])
         dtype = self.dtype
@@ -244,12 +256,22 @@ class DiffusionModel(nn.Module):
             x_t.to(dtype), t, encoder_hidden_states=emb.to(dtype), return_dict=False, **unet_kwargs
         )[0]
         if self.learned_variance:
-            out = out[:, : self.sample_channels]
-        return out.float()
+            c = self.sample_channels
+            return out[:, :c].float(), out[:, c:].float()
+        return out.float(), None
 
     def eps(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
         """Noise prediction eps_theta(x_t, t, emb) [B, C, h, w] (fp32) for any prediction type."""
-        out = self.predict(x_t, t, emb, **unet_kwargs)
+        return self._to_eps(self.predict(x_t, t, emb, **unet_kwargs), x_t, t)
+
+    def eps_with_variance(
+        self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs
+    ) -> tuple[Tensor, Tensor | None]:
+        """(eps [B, C, h, w], variance channels or None) from one UNet call (`predict_with_variance`)."""
+        out, v = self.predict_with_variance(x_t, t, emb, **unet_kwargs)
+        return self._to_eps(out, x_t, t), v
+
+    def _to_eps(self, out: Tensor, x_t: Tensor, t: Tensor | int) -> Tensor:
         if self.prediction_type == "epsilon":
             return out
         if self.prediction_type == "v_prediction":

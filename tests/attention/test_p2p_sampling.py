@@ -290,3 +290,58 @@ def test_controller_built_for_other_prompts_is_refused(model):
     replace = AttentionReplace([SOURCE, EDIT], model.tokenizer)
     with pytest.raises(ValueError, match="built for 2 prompts"):
         sample(model, [SOURCE, EDIT, EDIT], replace)
+
+
+class MaskSpy(LocalBlend):
+    """LocalBlend that logs the word masks [P, 1, H, W] (row 0: the source words' region) it builds."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.masks = []
+
+    def word_mask(self, maps, weights, size, pool, th):
+        mask = super().word_mask(maps, weights, size, pool, th)
+        self.masks.append(mask.clone())
+        return mask
+
+
+def _blend_run(model, maps: str, cross: float):
+    prompts = [SOURCE, EDIT]
+    tok = model.tokenizer
+    blend = MaskSpy(
+        prompts,
+        tok,
+        ("red", "blue"),
+        resolution=1.0,
+        threshold=0.8,
+        dilation=0,
+        start=0.0,
+        maps=maps,
+    )
+    controller = AttentionReplace(
+        prompts, tok, cross_replace_steps=cross, self_replace_steps=0.0, local_blend=blend
+    )
+    return sample(model, prompts, controller, steps=8), blend.masks
+
+
+def test_local_blend_reads_the_edited_maps_by_default(model):
+    """Inside the Replace window the edited branch's maps are the source's: with maps="edited"
+    (reference) the edit's mask is exactly the source words' region; with maps="own" (its maps
+    before the edit) it is the union with the new word's region, larger here. With no window
+    the maps, masks and samples agree exactly."""
+    assert LocalBlend([SOURCE, EDIT], model.tokenizer, ("red", "blue")).maps == "edited"
+    _, edited = _blend_run(model, "edited", 1.0)
+    _, own = _blend_run(model, "own", 1.0)
+    assert len(edited) == len(own) == 8
+    assert all(torch.equal(m[1], m[0]) for m in edited)
+    assert any(0 < m.float().mean() < 1 for m in edited)
+    for m_own, m_edited in zip(own, edited):
+        assert torch.equal(m_own[0], m_edited[0])  # the source's maps are the same either way
+        assert (m_own[1] >= m_own[0]).all()  # the union
+    assert any(not torch.equal(m[1], m[0]) for m in own)
+    out_edited, edited = _blend_run(model, "edited", 0.0)
+    out_own, own = _blend_run(model, "own", 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(edited, own))
+    assert torch.equal(out_edited, out_own)
+    with pytest.raises(UserInputError, match="maps"):
+        LocalBlend([SOURCE, EDIT], model.tokenizer, ("red", "blue"), maps="after")

@@ -23,6 +23,8 @@ INTERPOLATED = {
     ("blended", "clip_name"),
     ("blended_latent", "clip_path"),
     ("blended_latent", "clip_name"),
+    ("imagic", "clip_path"),
+    ("imagic", "clip_name"),
 }
 # Stage keys that are not constructor arguments.
 STAGE_KEYS = {"_target_", "datamodule", "sequence", "defaults"}

@@ -145,8 +145,8 @@ def test_guided_step_moves_against_the_loss_gradient(model, clip_dir, ddim):
         torch.randn(2, 3, R, R, generator=torch.Generator().manual_seed(k)) for k in range(3)
     )
     i = 4
-    eps, x0_hat, grad = sampler.guidance(x_t, i, seeded_generators([0, 1]))
-    assert grad is not None and grad.abs().sum() > 0
+    eps, x0_hat, grad, v = sampler.guidance(x_t, i, seeded_generators([0, 1]))
+    assert v is None and grad is not None and grad.abs().sum() > 0
     out = sampler.step(x_t, i, seeded_generators([0, 1]), z_fg, z_bg)
     unguided = BlendedSampler(
         model, inputs.image.pixels, inputs.mask, emb, schedule, editor, None, None

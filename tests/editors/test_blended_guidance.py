@@ -123,3 +123,33 @@ def test_masked_clip_distance_is_the_unaugmented_spherical_distance(clip):
     torch.testing.assert_close(d, torch.arccos(cos) ** 2 / 2, rtol=1e-4, atol=1e-5)
     assert torch.equal(d, spherical_distance(e, text))
     assert float(d.max()) <= math.pi**2 / 2
+
+
+def test_augmentations_shrink_content_into_the_frame():
+    """Every copy shows the image shrunk into (or moved within) the frame, never a zoomed crop:
+    a centred square keeps at most its area (rotation and translation keep it, the perspective
+    part shrinks it), stays whole, and the mask goes through the same map as the image."""
+    size, half = 32, 4
+    square = torch.zeros(1, 1, size, size)
+    square[..., size // 2 - half : size // 2 + half, size // 2 - half : size // 2 + half] = 1.0
+    area = float(square.sum())
+    image = square.expand(1, 3, -1, -1) * 3  # zero outside, as the zeros padding
+    for p in (1.0, 0.7):
+        aug = ExtendingAugmentations(num_copies=8, p=p, padding_mode="zeros")
+        for seed in range(40):
+            gens = _gens(1, seed)
+            (warped,) = aug(square, generators=gens)
+            gens = _gens(1, seed)
+            image_aug, mask_aug = aug(image, square, generators=gens)
+            torch.testing.assert_close(mask_aug, warped, atol=0, rtol=0)  # same draws, same map
+            torch.testing.assert_close(image_aug, (mask_aug * 3).expand_as(image_aug))
+            areas = warped.sum(dim=(1, 2, 3))
+            assert float(areas.max()) <= area * 1.02, (p, seed, areas.tolist())
+            # the square stays in view: the border rows and columns of every copy are empty
+            edge = warped[..., [0, -1], :].abs().sum() + warped[..., :, [0, -1]].abs().sum()
+            assert float(edge) == 0.0
+    # With the perspective part always on, every augmented copy is strictly smaller.
+    aug = ExtendingAugmentations(num_copies=8, p=1.0, padding_mode="zeros")
+    for seed in range(40):
+        (warped,) = aug(square, generators=_gens(1, seed))
+        assert float(warped[1:].sum(dim=(1, 2, 3)).max()) < area * 0.98

@@ -331,3 +331,31 @@ def test_invert_with_source_conditions_the_inversion_on_the_source_prompt(tiny_m
         editor(invert_with_source=True)(tiny_model, Inputs(image=image, target_prompt="a cat"))
     with pytest.raises(UserInputError, match="drop method.inversion_prompt"):
         editor(invert_with_source=True, inversion_prompt="a photo")
+
+
+def test_latent_injection_merges_the_inverted_latent(tiny_model, image_path):
+    """inject=latent: eps = eps_cfg + lambda (x_T_inv - eps_cfg); with lambda = 1 one DDIM step
+    from x_T with eps = x_T_inv itself, and with lambda = 0.5 the halfway merge."""
+    model = tiny_model
+    image = load_image(image_path, model.resolution)
+    inputs = Inputs(image=image, target_prompt="a blue circle")
+    record = load_or_invert(model, image, "", 1, None, STAGE)
+    x_T = record.x_T
+    schedule = sampling_schedule(model.scheduler, 1, int(record.timesteps[0]))
+    t, a_t, a_prev = schedule.timesteps[0], schedule.alphas[0], schedule.alphas_prev[0]
+    cond, uncond = model.encode_prompt(["a blue circle"]), model.encode_prompt([""])
+    with torch.no_grad():
+        eps_cfg = guided_eps(model, x_T, t, cond, uncond, 3.0)
+    for lam in (1.0, 0.5):
+        editor = DirectInversionEditor(
+            noise_lambda=lam, num_inversion_steps=1, num_inference_steps=1, inject="latent"
+        )
+        (result,) = editor(model, inputs)
+        eps = x_T if lam == 1.0 else eps_cfg + lam * (x_T - eps_cfg)
+        expected = model.decode(ddim_step(x_T, eps, a_t, a_prev)).clamp(-1, 1)[0]
+        torch.testing.assert_close(result.image, expected, rtol=0, atol=1e-5)
+        assert result.params["inject"] == "latent"
+    (plain,) = DirectInversionEditor(
+        noise_lambda=1.0, num_inversion_steps=1, num_inference_steps=1
+    )(model, inputs)
+    assert "inject" not in plain.params and not torch.equal(plain.image, result.image)

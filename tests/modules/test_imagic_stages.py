@@ -164,3 +164,52 @@ def test_finetune_refuses_an_embedding_of_another_image_or_model(image_path, tmp
         ImagicFinetuneStage(
             build_tiny_model(), _inputs(image_path, tmp_path / "empty"), num_steps=1
         )
+
+
+def test_select_clip_lpips_writes_the_best_sample_first(image_path, tmp_path):
+    """method.select=clip_lpips: the samples of every (eta, seed) ordered by CLIP similarity to
+    the target text minus LPIPS to the input, the best first, each score in its params."""
+    from editing.editors.imagic import ImagicEditor
+    from editing.models.clip import build_clip, save_clip
+
+    model, _ = _embed(image_path, tmp_path, steps=2)
+    torch.manual_seed(0)
+    tiny_clip = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 1,
+            "width": 32,
+            "patch_size": 8,
+            "head_width": 16,
+        },
+        "text_cfg": {
+            "context_length": 16,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+        },
+    }
+    clip_dir = str(save_clip(build_clip(tiny_clip), tmp_path / "clip"))
+    inputs = _inputs(image_path, tmp_path)
+    common = {"finetuned": False, "num_inference_steps": 2, "eta": [0.5, 0.9]}
+    assert ImagicEditor().seeds == [0, 1, 2, 3] and ImagicEditor().select == "none"
+    plain = ImagicEditor(**common)(model, inputs)
+    assert len(plain) == 8 and "select_score" not in plain[0].params
+    editor = ImagicEditor(select="clip_lpips", clip_path=clip_dir, **common)
+    ranked = editor(model, inputs)
+    scores = [r.params["select_score"] for r in ranked]
+    assert [r.params["rank"] for r in ranked] == list(range(1, 9))
+    assert scores == sorted(scores, reverse=True)
+    expected = editor.selection_scores(
+        torch.stack([r.image for r in plain]), inputs.image.pixels, "a red circle"
+    )
+    best = int(expected["select_score"].argmax())
+    assert torch.equal(ranked[0].image, plain[best].image)
+    assert ranked[0].params["seed"] == plain[best].params["seed"]
+    assert ranked[0].params["eta"] == plain[best].params["eta"]
+    for name in ("select_score", "clip_score", "lpips"):
+        assert ranked[0].params[name] == pytest.approx(float(expected[name][best]))
+    p = ranked[0].params
+    assert p["select_score"] == pytest.approx(p["clip_score"] - p["lpips"])
