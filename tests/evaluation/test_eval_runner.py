@@ -186,6 +186,7 @@ def test_imagic_trains_per_case_on_a_shared_model_and_can_drop_artifacts(tmp_pat
         "method=imagic",
         "method.num_inference_steps=2",
         "method.eta=[0.0,1.0]",
+        "method.seeds=[0]",
         "suite.edit_types=[colour]",
         "suite.n=2",
         # a large fine-tune lr: were the shared base UNet trained in place, case 2 would differ

@@ -70,7 +70,7 @@ def _tampered(src, dst_dir, change_tensors=None, change_meta=None):
 
 
 def _imagic_edit(model, folder):
-    editor = ImagicEditor(finetuned=False, num_inference_steps=2)
+    editor = ImagicEditor(finetuned=False, num_inference_steps=2, seeds=[0])
     return editor(model, Inputs(checkpoint_dir=folder))
 
 
