@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 
 from editing_app.cli import precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
-from editing_app.training import run_stage, stage_configs
+from editing_app.training import check_output_dir, run_stage, stage_configs
 
 log = logging.getLogger("train")
 
@@ -36,6 +36,7 @@ def train(cfg: DictConfig) -> list[Path]:
         from editing.io.images import check_image_file
 
         check_image_file(cfg.image)
+    check_output_dir(output_dir)
     model = hydra.utils.instantiate(cfg.base_model) if cfg.get("base_model") is not None else None
     inputs = inputs_from_config(cfg, model)
     if inputs.checkpoint_dir is None:
