@@ -96,10 +96,11 @@ def _is_first_process() -> bool:
 
 
 def remove_stage_partials(output_dir: Path, stage: str) -> None:
-    """Remove what killed writes of `stage` left: `.<stage>.safetensors.*.tmp` in output_dir and
-    temporary checkpoint files in `checkpoints/<stage>`."""
+    """Remove what killed writes of `stage` left: `.<stage>.safetensors.*.tmp` in output_dir,
+    temporary checkpoint files in `checkpoints/<stage>` and temporary previews in `previews`."""
     removed = remove_partial_files(output_dir, f"{stage}.safetensors")
     removed += remove_partial_files(output_dir / "checkpoints" / stage)
+    removed += remove_partial_files(output_dir / "previews")
     for p in removed:
         log.info("removed %s, left by an interrupted write", p)
 
@@ -209,9 +210,15 @@ def run_stage(
         return StageRun(module.stage, module.artifact_path(output_dir), {}, False)
     if export.path is None and _restored_at_end(trainer):
         # Lightning skips the fit loop, and with it on_train_end, when the restored checkpoint is
-        # already at max_steps: export the restored state here.
+        # already at max_steps: export the restored state here. A sharded (FSDP) module's
+        # parameters are shards; its checkpoint holds the full state.
+        from lightning.pytorch.strategies import FSDPStrategy
+
         log.info("%s is at its final step: writing the artifact from it", ckpt_path)
-        export.path = module.export(output_dir)
+        full_state = None
+        if isinstance(trainer.strategy, FSDPStrategy):
+            full_state = load_checkpoint(ckpt_path, fix=CORRUPT_CHECKPOINT_FIX)["state_dict"]
+        export.path = module.export(output_dir, full_state)
         log.info("wrote %s", export.path)
     if export.path is None:
         raise RuntimeError(f"stage {module.stage} ended without writing its artifact")
