@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,21 +72,24 @@ def latest_checkpoint(folder: Path) -> Path:
 
 
 def check_output_dir(output_dir: Path) -> None:
-    """Refuse an output_dir that is a file or cannot be written (creating it if needed), before
-    anything is loaded."""
+    """Refuse an output_dir that is a file, lies under a file, or cannot be written (judged on it,
+    or on its nearest existing parent when it does not exist yet), before anything is loaded.
+    Nothing is created: a refused run writes nothing."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise UserInputError(f"output_dir={output_dir} is a file, not a folder: pass a folder")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", suffix=".tmp", dir=output_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
+    existing = output_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
         raise UserInputError(
-            f"output_dir={output_dir} is not a writable folder ({err.strerror or err}): "
-            f"pass a folder this user can write"
-        ) from None
+            f"output_dir={output_dir} cannot be created: {existing} is a file, not a folder"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(
+            f"output_dir={output_dir} is not writable ({existing} does not let this user create "
+            f"files): pass a folder this user can write"
+        )
 
 
 def _is_first_process() -> bool:

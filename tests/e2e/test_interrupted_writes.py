@@ -231,3 +231,17 @@ def test_an_output_dir_that_cannot_hold_files_is_refused_before_the_model_loads(
     assert "\n" not in str(err.value)
     assert loaded == []  # refused before the base model was built
     assert blocker.read_text() == "a file"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any folder")
+def test_an_output_dir_this_user_cannot_write_is_refused(image_path, tmp_path):
+    from train import train
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(UserInputError, match="is not writable"):
+            train(compose_config("train", stage_args(image_path, locked / "out")))
+    finally:
+        locked.chmod(0o700)
