@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from editing.io.atomic import atomic_file
 from editing.io.images import to_pil
 from editing.io.outputs import make_grid
 
@@ -45,7 +46,8 @@ class EditPreview(Callback):
         folder.mkdir(parents=True, exist_ok=True)
         grid = make_grid([to_pil(img) for _, img in panels], [label for label, _ in panels])
         path = folder / f"step_{step:06d}.png"
-        grid.save(path)
+        with atomic_file(path, "preview") as tmp:
+            grid.save(tmp, format="PNG")
         self.saved.append(path)
 
     def on_train_batch_end(

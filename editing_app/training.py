@@ -9,6 +9,8 @@ Lightning is imported only when a stage is built.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from editing.errors import UserInputError
+from editing.io.atomic import remove_partial_files
+from editing.io.checkpoints import load_checkpoint
 from editing.io.edit_inputs import Inputs
 
 log = logging.getLogger(__name__)
@@ -67,10 +71,29 @@ def latest_checkpoint(folder: Path) -> Path:
     return candidates[-1] if candidates else folder / "last.ckpt"
 
 
+def _is_first_process() -> bool:
+    """Rank zero of a (possibly) distributed launch, judged before the Trainer exists."""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+
+
+def remove_stage_partials(output_dir: Path, stage: str) -> None:
+    """Remove what killed writes of `stage` left: `.<stage>.safetensors.*.tmp` in output_dir,
+    temporary checkpoint files in `checkpoints/<stage>` and temporary previews in `previews`."""
+    removed = remove_partial_files(output_dir, f"{stage}.safetensors")
+    removed += remove_partial_files(output_dir / "checkpoints" / stage)
+    removed += remove_partial_files(output_dir / "previews")
+    for p in removed:
+        log.info("removed %s, left by an interrupted write", p)
+
+
+CORRUPT_CHECKPOINT_FIX = "delete it or run with resume=false"
+
+
 def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from callbacks.atomic_checkpoint import AtomicCheckpointIO
     from callbacks.export import ArtifactExport
     from callbacks.timing import StepTimer
 
@@ -106,6 +129,7 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
         callbacks=callbacks,
         logger=logger,
         default_root_dir=str(output_dir),
+        plugins=[AtomicCheckpointIO()],
     )
     return trainer, export, timer
 
@@ -131,13 +155,18 @@ def run_stage(
     """Seed, build and fit one stage; the export callback writes its artifact into output_dir.
 
     With `resume`, the fit continues from the newest `output_dir/checkpoints/<stage>/last*.ckpt`
-    (a missing checkpoint starts from scratch, logged).
+    (a missing checkpoint starts from scratch, logged; an unreadable one is refused, naming it).
+    A checkpoint at the stage's final step writes the artifact from the checkpoint's state.
+    Temporary files that killed writes of this stage left are removed first. A fit that fails
+    before its first optimisation step removes the log folder it created.
     """
     import lightning.pytorch as pl
 
     # 1. The stage module (validates its own inputs, reads earlier artifacts), its data, trainer.
     pl.seed_everything(int(inputs.seed), verbose=False)
     module = build_module(stage_cfg, model, inputs)
+    if _is_first_process():
+        remove_stage_partials(output_dir, module.stage)
     datamodule = build_datamodule(stage_cfg, module, model, inputs)
     trainer, export, timer = build_trainer(cfg, module.stage, module.trainer_max_steps, output_dir)
     ckpt_path = None
@@ -148,10 +177,63 @@ def run_stage(
             log.info(
                 "resume=true but %s does not exist: starting %s from scratch", ckpt, module.stage
             )
+        else:
+            load_checkpoint(ckpt, fix=CORRUPT_CHECKPOINT_FIX)  # refuse a truncated file up front
     # 2. Optimise; the export callback writes the artifact at the end.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    log_dir = _new_log_dir(trainer)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except BaseException:
+        if not timer.times and log_dir is not None:
+            _remove_log_dir(log_dir, output_dir)
+        raise
     if not trainer.is_global_zero:
         return StageRun(module.stage, module.artifact_path(output_dir), {}, False)
+    if export.path is None and _restored_at_end(trainer):
+        # Lightning skips the fit loop, and with it on_train_end, when the restored checkpoint is
+        # already at max_steps: export the restored state here. A sharded (FSDP) module's
+        # parameters are shards; its checkpoint holds the full state.
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        log.info("%s is at its final step: writing the artifact from it", ckpt_path)
+        full_state = None
+        if isinstance(trainer.strategy, FSDPStrategy):
+            full_state = load_checkpoint(ckpt_path, fix=CORRUPT_CHECKPOINT_FIX)["state_dict"]
+        export.path = module.export(output_dir, full_state)
+        log.info("wrote %s", export.path)
     if export.path is None:
         raise RuntimeError(f"stage {module.stage} ended without writing its artifact")
     return StageRun(module.stage, export.path, timer.summary(), True)
+
+
+def _restored_at_end(trainer) -> bool:
+    from lightning.pytorch.trainer.states import TrainerStatus
+
+    max_steps = trainer.max_steps
+    return (
+        trainer.state.status == TrainerStatus.FINISHED
+        and max_steps > 0
+        and trainer.global_step >= max_steps
+    )
+
+
+def _new_log_dir(trainer) -> Path | None:
+    """The log folder this fit will create (None when it exists already or there is no logger)."""
+    logger = trainer.logger
+    if logger is None or getattr(logger, "log_dir", None) is None:
+        return None
+    path = Path(logger.log_dir)
+    return None if path.exists() else path
+
+
+def _remove_log_dir(log_dir: Path, output_dir: Path) -> None:
+    """Remove a failed fit's log folder and the parents it leaves empty, up to output_dir."""
+    shutil.rmtree(log_dir, ignore_errors=True)
+    parent = log_dir.parent
+    while parent != output_dir and output_dir in parent.parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+        parent = parent.parent
+    log.info("removed %s: the stage failed before its first step", log_dir)

@@ -142,8 +142,14 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         python -m lightning_modules.pretrain runs/demo/checkpoints/pretrain_demo/last.ckpt OUT
     """
     from demo_world.demo_model import build_demo_model
+    from editing.io.checkpoints import load_checkpoint
 
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    # Restricted unpickling: a checkpoint is data, never code (a crafted one is refused).
+    state = load_checkpoint(checkpoint)
+    if "state_dict" not in state:
+        from editing.errors import UserInputError
+
+        raise UserInputError(f"{checkpoint} has no state_dict: not a Lightning checkpoint")
     stage = PretrainDemoStage(build_demo_model())
     stage.load_state_dict(state["state_dict"])
     return stage.export(output_dir)
@@ -152,4 +158,12 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
 if __name__ == "__main__":
     import sys
 
-    print(export_checkpoint(sys.argv[1], sys.argv[2]))
+    from editing.errors import UserInputError
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m lightning_modules.pretrain CKPT OUT")
+    try:
+        print(export_checkpoint(sys.argv[1], sys.argv[2]))
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -5,8 +5,16 @@ produced it: the stage, the base model's identity, the image's content hash, the
 resolution, the scheduler and step count, the guidance, the hyper-parameters and library versions.
 `load_artifact(path, stage, expect=...)` refuses an artifact whose recorded facts differ from what
 the current run expects, naming each difference, so a stale inversion or a fine-tune of another base
-model can never be used by mistake. Writes are atomic (temporary file in the same folder, then
-rename), so a crash never leaves a half-written artifact behind.
+model can never be used by mistake. Writes are atomic (`editing.io.atomic`: temporary file in the
+same folder, fsync, rename; the temporary file is removed on every exit path), so a kill at any
+moment leaves the old artifact or the complete new one, never a part.
+
+Reproducible bytes: the header is written with the metadata keys sorted (safetensors' own writer
+serialises metadata from a hash map, in an order that changes from run to run), so the same tensors
+and metadata always give the same file. Whether the tensors repeat is up to the training: same
+seed + same torch intra-op thread count (`torch.get_num_threads()`, set by `OMP_NUM_THREADS`) +
+same machine and library versions => the same bytes. Another thread count splits the float
+reductions of the matrix products differently and changes the trained tensors' last bits.
 """
 
 from __future__ import annotations
@@ -14,18 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize
 from torch import Tensor
 
 from editing.errors import UserInputError
+from editing.io.atomic import atomic_file
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +87,33 @@ def make_metadata(
     return meta
 
 
+def sorted_safetensors(data: bytes) -> bytes:
+    """`data` (a safetensors file) with its header rewritten in a fixed order: `__metadata__`
+    first with its keys sorted, then the tensors in the order of their data. The tensor bytes
+    are unchanged (their offsets are relative to the end of the header)."""
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    ordered = {}
+    if "__metadata__" in header:
+        ordered["__metadata__"] = dict(sorted(header.pop("__metadata__").items()))
+    for key in sorted(header, key=lambda k: (header[k]["data_offsets"], k)):
+        ordered[key] = header[key]
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + data[8 + n :]
+
+
 def save_artifact(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> Path:
-    """Write `tensors` + `metadata` to `path` atomically (tmp file in the same folder + rename)."""
+    """Write `tensors` + `metadata` to `path` atomically, with a reproducible header (see the
+    module docstring: same tensors and metadata => same bytes)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     bad = [k for k, v in metadata.items() if not isinstance(v, str)]
     if bad:
         raise TypeError(f"artifact metadata values must be strings: {bad}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(clean, tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; artifacts are ordinary files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = sorted_safetensors(serialize(clean, metadata=metadata))
+    with atomic_file(path, "artifact") as tmp:
+        tmp.write_bytes(data)
     return path
 
 

@@ -327,7 +327,9 @@ def _load_dir(path: Path, device, precision: str) -> ClipModel:
         raise UserInputError(f"{config_file} has no 'model_cfg' entry; {_HOW}")
     if not any((path / n).is_file() for n in WEIGHT_NAMES):
         raise UserInputError(f"clip.path={path} has {CONFIG_NAME} but no weights file; {_HOW}")
-    model = open_clip.create_model(f"local-dir:{path}", device=device, precision=precision)
+    model = open_clip.create_model(
+        f"local-dir:{path}", device=device, precision=precision, weights_only=True
+    )
     tokenizer = open_clip.get_tokenizer(f"local-dir:{path}")
     return _frozen(ClipModel(model, tokenizer, config["model_cfg"]))
 
@@ -342,7 +344,9 @@ def _load_file(path: Path, name: str | None, device, precision: str) -> ClipMode
     if model_cfg is None:
         known = ", ".join(m for m in open_clip.list_models() if m.startswith(("ViT-B", "RN50")))
         raise UserInputError(f"clip.name={name} is not an open_clip architecture (e.g. {known})")
-    model = open_clip.create_model(name, pretrained=str(path), device=device, precision=precision)
+    model = open_clip.create_model(
+        name, pretrained=str(path), device=device, precision=precision, weights_only=True
+    )
     return _frozen(ClipModel(model, open_clip.get_tokenizer(name), model_cfg))
 
 

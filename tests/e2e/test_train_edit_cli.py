@@ -109,9 +109,7 @@ def test_interrupted_stage_resumes_to_the_same_artifact(image_path, tmp_path):
         )
     )
     assert (interrupted / "checkpoints" / "imagic_embed" / "last.ckpt").is_file()
-    ckpt = torch.load(
-        interrupted / "checkpoints" / "imagic_embed" / "last.ckpt", weights_only=False
-    )
+    ckpt = torch.load(interrupted / "checkpoints" / "imagic_embed" / "last.ckpt", weights_only=True)
     assert set(ckpt["state_dict"]) == {"e_opt", "e_tgt"}  # no frozen base weights in checkpoints
     train(
         compose_config(

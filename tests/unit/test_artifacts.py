@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,8 +45,12 @@ def test_round_trip_is_bit_exact(tmp_path, tiny_model):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-def test_write_is_atomic(tmp_path, tiny_model, monkeypatch):
-    import editing.io.artifacts as artifacts
+@pytest.mark.parametrize(
+    "error", [OSError(28, "No space left on device"), KeyboardInterrupt, SystemExit]
+)
+@pytest.mark.parametrize("where", ["write", "fsync", "rename"])
+def test_write_is_atomic(tmp_path, tiny_model, monkeypatch, error, where):
+    import editing.io.atomic as atomic
 
     path = tmp_path / "a.safetensors"
     meta = make_metadata("imagic_embed", tiny_model)
@@ -52,13 +58,44 @@ def test_write_is_atomic(tmp_path, tiny_model, monkeypatch):
     before = path.read_bytes()
 
     def crash(*args, **kwargs):
-        raise RuntimeError("disk full")
+        raise error
 
-    monkeypatch.setattr(artifacts, "save_file", crash)
-    with pytest.raises(RuntimeError):
+    if where == "write":
+        real = Path.write_bytes
+
+        def partial(self, data):  # half the bytes reach the disk, then the disk is full
+            real(self, data[: len(data) // 2])
+            raise error
+
+        monkeypatch.setattr(Path, "write_bytes", partial)
+    elif where == "fsync":
+        monkeypatch.setattr(atomic.os, "fsync", crash)
+    else:
+        monkeypatch.setattr(atomic.os, "replace", crash)
+    with pytest.raises(type(error) if isinstance(error, BaseException) else error):
         save_artifact(path, {"x": torch.zeros(2)}, meta)
+    monkeypatch.undo()
     assert path.read_bytes() == before  # the old artifact is intact
     assert os.listdir(tmp_path) == ["a.safetensors"]  # no temporary file left
+
+
+def test_header_is_reproducible_and_sorted(tmp_path, tiny_model):
+    """safetensors serialises metadata from a hash map (another order each process); the header
+    is rewritten sorted, and the file still reads with safe_open."""
+    from safetensors import safe_open
+
+    meta = make_metadata("imagic_embed", tiny_model, zeta="1", alpha="2", target_prompt="é")
+    a = save_artifact(tmp_path / "a.safetensors", _tensors(), meta).read_bytes()
+    b = save_artifact(tmp_path / "b.safetensors", _tensors(), dict(reversed(meta.items())))
+    assert b.read_bytes() == a
+    with safe_open(str(b), framework="pt") as f:
+        assert f.metadata() == meta
+        assert torch.equal(f.get_tensor("e_opt"), _tensors()["e_opt"])
+    n = int.from_bytes(a[:8], "little")
+    assert n % 8 == 0
+    header = json.loads(a[8 : 8 + n])
+    assert list(header) == ["__metadata__", "e_opt", "half"]
+    assert list(header["__metadata__"]) == sorted(meta)
 
 
 def test_mismatches_are_refused_with_what_differs(tmp_path, tiny_model):
