@@ -23,7 +23,7 @@ from editing.editors.apply import apply_editor
 from editing.models.cascade import SuperResolutionSettings
 from editing_app.cli import holds_output_dir, per_job_output_dir, precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
-from editing_app.runtime import precision_context, resolve_device
+from editing_app.runtime import load_base_model, precision_context, resolve_device
 from editing_app.validation import validate_config
 
 log = logging.getLogger("edit")
@@ -45,12 +45,16 @@ def edit(cfg: DictConfig) -> Path:
         if cfg.get(key):
             check_image_file(cfg[key], key)
     editor = hydra.utils.instantiate(cfg.method)
+    if cfg.get("mask") and not getattr(editor, "uses_mask", False):
+        log.warning(
+            "mask=%s has no effect: method=%s does not edit inside a mask", cfg.mask, editor.name
+        )
     device = resolve_device(cfg.device)
     context = precision_context(cfg.precision, device)
 
     # 2. The base model and the user's inputs at its resolution.
     torch.manual_seed(int(cfg.seed))
-    model = hydra.utils.instantiate(cfg.base_model).to(device)
+    model = load_base_model(cfg.base_model).to(device)
     inputs = inputs_from_config(cfg, model)
 
     # 3. The edit.

@@ -20,6 +20,8 @@ from omegaconf import DictConfig
 
 from editing_app.cli import holds_output_dir, precheck, run_cli
 from editing_app.config_inputs import inputs_from_config
+from editing_app.registry import edit_command
+from editing_app.runtime import load_base_model
 from editing_app.training import run_stage, stage_configs
 from editing_app.validation import validate_config
 
@@ -39,7 +41,7 @@ def train(cfg: DictConfig) -> list[Path]:
         from editing.io.images import check_image_file
 
         check_image_file(cfg.image)
-    model = hydra.utils.instantiate(cfg.base_model) if cfg.get("base_model") is not None else None
+    model = load_base_model(cfg.base_model) if cfg.get("base_model") is not None else None
     inputs = inputs_from_config(cfg, model)
     if inputs.checkpoint_dir is None:
         inputs.checkpoint_dir = inputs.output_dir
@@ -61,7 +63,22 @@ def train(cfg: DictConfig) -> list[Path]:
                 run.artifact,
             )
         paths.append(run.artifact)
+    # 3. What uses the artifacts: the edit command (base_model as given on the command line).
+    if paths:
+        command = edit_command(paths[-1].stem, _base_model_choice(), output_dir)
+        if command:
+            log.info("edit with: %s", command)
     return paths
+
+
+def _base_model_choice() -> str:
+    """The base_model group choice of this run (`demo`, `sd15`, ...), from Hydra when it runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return str(HydraConfig.get().runtime.choices.get("base_model", "demo"))
+    except ValueError:  # train() called outside a Hydra app
+        return "B"
 
 
 @hydra.main(config_path="configs", config_name="train", version_base=None)

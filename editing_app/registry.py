@@ -121,3 +121,25 @@ def required_stage(method_cfg: Mapping, stages: Mapping | None = None) -> str | 
         if method_cfg.get(key) != value:
             return None
     return str(entry["stage"])
+
+
+def method_editing_from(artifact_stage: str) -> str | None:
+    """The method whose editor reads the artifact `<artifact_stage>.safetensors` (its class
+    attribute `artifacts`), or None."""
+    for name in method_names():
+        if artifact_stage in getattr(editor_class(name), "artifacts", ()):
+            return name
+    return None
+
+
+def edit_command(artifact_stage: str, base_model: str, checkpoint_dir) -> str | None:
+    """The edit.py command that uses what a stage just wrote (None when no method reads it)."""
+    method = method_editing_from(artifact_stage)
+    if method is None:
+        return None
+    needs_target = method != "imagic"  # Imagic edits towards the text it was trained for
+    target = " target_prompt='...'" if needs_target else ""
+    return (
+        f"python edit.py method={method} base_model={base_model} checkpoint_dir={checkpoint_dir}"
+        f"{target} output_dir=OUT"
+    )

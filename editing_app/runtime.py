@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import torch
 
 from editing.errors import UserInputError
+
+log = logging.getLogger(__name__)
+
+RANDOM_MODEL_BUILDERS = ("demo_world.tiny.build_tiny_model", "demo_world.tiny_if.build_tiny_if")
+"""The `_target_`s of base models with random weights (tests and smoke runs)."""
 
 AUTOCAST_DTYPES = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}
 
@@ -33,3 +39,17 @@ def precision_context(precision: str, device: torch.device) -> contextlib.Abstra
     if AUTOCAST_DTYPES[key] is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=getattr(torch, AUTOCAST_DTYPES[key]))
+
+
+def load_base_model(base_model_cfg):
+    """The configured base model (`base_model=`), saying once when its weights are random."""
+    import hydra
+
+    model = hydra.utils.instantiate(base_model_cfg)
+    if base_model_cfg.get("_target_") in RANDOM_MODEL_BUILDERS:
+        log.warning(
+            "base_model %s has random weights: its outputs are noise (it exists for tests and smoke "
+            "runs); use base_model=demo or a real model to edit a photo",
+            model.name,
+        )
+    return model

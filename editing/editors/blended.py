@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -245,6 +246,9 @@ class BlendedEditor:
     The fields are the settings of configs/method/blended.yaml (P = paper, R = reference code):
     `__post_init__` checks and normalises them; `clip(device)` loads the guidance CLIP once.
     """
+
+    # Edits inside `mask=` (edit.py warns when a mask is given to a method without this).
+    uses_mask: ClassVar[bool] = True
 
     # "blended" (Algorithms 2/3, P) or "local_clip" (Algorithm 1, the paper's baseline).
     algorithm: str = "blended"

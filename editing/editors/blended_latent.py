@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -54,6 +55,9 @@ class BlendedLatentEditor:
         callback: optional `callback(info: dict)` after every blended step, with keys step, t,
             a (level of the blended latent), z, z_bg, noise, mask (latent) (tests, previews).
     """
+
+    # Edits inside `mask=` (edit.py warns when a mask is given to a method without this).
+    uses_mask: ClassVar[bool] = True
 
     # DDIM steps of the full schedule (R 50).
     num_inference_steps: int = 50

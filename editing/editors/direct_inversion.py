@@ -277,6 +277,12 @@ class DirectInversionEditor:
             raise UserInputError("method=direct_inversion needs image=PATH (the image to edit)")
         target = require_text(inputs.target_prompt, "target_prompt")
         inversion_prompt = self.inversion_prompt
+        if inputs.source_prompt and not self.invert_with_source:
+            log.warning(
+                "source_prompt has no effect on Direct Inversion unless method.invert_with_source=true "
+                "(the inversion is conditioned on method.inversion_prompt=%r)",
+                self.inversion_prompt,
+            )
         if self.invert_with_source:
             inversion_prompt = require_text(inputs.source_prompt, "source_prompt")
         device = model.device

@@ -22,6 +22,7 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -95,6 +96,9 @@ class ImagicEditor:
     The fields are the settings of configs/method/imagic.yaml; `__post_init__` checks them and
     sets the normalised `etas` and `seeds` (lists).
     """
+
+    # The train.py artifacts this method edits from (`checkpoint_dir=D`); not a setting.
+    artifacts: ClassVar[tuple[str, ...]] = ("imagic_finetune", "imagic_embed", "imagic_sr_finetune")
 
     # Interpolation weight, one value or a list (paper: typical 0.6-0.8; 0.7 project choice).
     eta: float | Sequence[float] = 0.7

@@ -63,6 +63,9 @@ class NullTextP2PEditor:
     (in the given order), then the reconstruction (source prompt only) when `reconstruction` is on.
     """
 
+    # The train.py artifacts this method edits from (`checkpoint_dir=D`); not a setting.
+    artifacts: ClassVar[tuple[str, ...]] = ("null_text",)
+
     # On a cascade, results are super-resolved afterwards (editing.editors.apply); not a setting.
     cascade_super_resolution: ClassVar[bool] = True
 
