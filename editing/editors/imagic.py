@@ -66,6 +66,7 @@ def sample_interpolations(
     guidance_scale: float,
     batch_size: int = 8,
     progress: bool = False,
+    clip_x0: bool = False,
 ) -> list[tuple[float, int, Tensor]]:
     """Images [3, H, W] in [-1, 1] for every (eta, seed), in eta-major order.
 
@@ -82,7 +83,9 @@ def sample_interpolations(
         cond = torch.cat([interpolate(e_tgt, e_opt, eta) for eta, _ in chunk])
         x_T = initial_noise([seed for _, seed in chunk], model.latent_shape, device)
         # 2. Guided DDIM sampling of the (fine-tuned) model.
-        z0 = sample(model, cond, x_T, num_inference_steps, guidance_scale, uncond, progress)
+        z0 = sample(
+            model, cond, x_T, num_inference_steps, guidance_scale, uncond, progress, clip_x0
+        )
         # 3. Decode to pixels.
         images = model.decode(z0).clamp(-1, 1).cpu()
         out += [(eta, seed, img) for (eta, seed), img in zip(chunk, images)]
@@ -123,6 +126,10 @@ class ImagicEditor:
     # Low-res augmentation level (None: the fine-tune's for sr=finetuned, the SR model's for
     # pretrained).
     sr_noise_level: int | None = None
+    # Clip the predicted x0 to [-1, 1] at every base-stage step: "auto" does on pixel cascades
+    # (Imagen's sampler clips, dynamic thresholding aside; at guidance 7.5 unclipped pixel samples
+    # saturate), never on latent or single-stage pixel models | "true" | "false".
+    clip_x0: str = "auto"
     # "none" (results in (eta, seed) order) | "clip_lpips": results ordered by CLIP similarity to
     # the target text minus `select_lpips_weight` x LPIPS to the input, best first (the paper
     # picks the best sample; needs image= and a CLIP via the top-level `clip` group).
@@ -150,6 +157,9 @@ class ImagicEditor:
         self.sr_guidance_scale = settings.number(self.sr_guidance_scale, "sr_guidance_scale", 0.0)
         self.sr_noise_level = settings.optional_integer(
             self.sr_noise_level, "sr_noise_level", 0, 999
+        )
+        self.clip_x0 = settings.choice(
+            str(self.clip_x0).lower(), "clip_x0", ("auto", "true", "false")
         )
         self.select = settings.choice(self.select, "select", ("none", "clip_lpips"))
         self.select_lpips_weight = settings.number(
@@ -183,6 +193,12 @@ class ImagicEditor:
             lp = make_lpips("alex", "cpu")(a, b).flatten().float()
         score = clip_score - self.select_lpips_weight * lp
         return {"select_score": score, "clip_score": clip_score, "lpips": lp}
+
+    def clips_x0(self, model) -> bool:
+        """Whether base-stage sampling clips x0 (`clip_x0`; auto: on pixel cascades)."""
+        if self.clip_x0 == "auto":
+            return getattr(model, "sr", None) is not None and not model.is_latent
+        return self.clip_x0 == "true"
 
     def load(self, model, inputs: Inputs) -> Artifact:
         """The artifact this edit uses, checked against the model (and image, if one is given)."""
@@ -264,6 +280,7 @@ class ImagicEditor:
             self.guidance_scale,
             self.batch_size,
             progress=True,
+            clip_x0=self.clips_x0(model),
         )
         # 3. Cascades: super-resolve each sample with e_tgt (paper), or upsample it (sr=none).
         if sr_mode is not None:

@@ -89,7 +89,8 @@ def test_finetuned_pretrained_and_none_differ_as_they_should(trained):
     ckpt, image = trained
     model, inputs = build_tiny_if(), _inputs(*trained)
     fast = {"num_inference_steps": 3, "sr_num_inference_steps": 3, "seeds": [0, 1]}
-    base = _images(ImagicEditor(**fast)(with_sr(model, None), inputs))
+    # the base stage alone, sampled as on the cascade (x0 clipped: clip_x0=auto there)
+    base = _images(ImagicEditor(clip_x0=True, **fast)(with_sr(model, None), inputs))
     none = _images(ImagicEditor(sr="none", **fast)(model, inputs))
     # sr=none is exactly the base output upsampled (bicubic) to the SR resolution.
     assert base.shape == (2, 3, 16, 16) and torch.equal(none, upscale_output(base, 32))
