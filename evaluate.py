@@ -13,75 +13,9 @@ Finished cases are skipped when rerun; a failing case is recorded and the run go
 status is non-zero only when every case failed. See docs/evaluation.md.
 """
 
-from __future__ import annotations
+from editing_app.commands.evaluate import AllCasesFailed, evaluate, main
 
-import logging
-import sys
-from pathlib import Path
-
-import hydra
-from omegaconf import DictConfig
-
-from editing.errors import UserInputError
-from editing_app.cli import precheck, run_cli
-from editing_app.validation import validate_config
-
-log = logging.getLogger("evaluate")
-
-
-class AllCasesFailed(UserInputError):
-    """Every case of the run failed (the message says where the errors are recorded)."""
-
-
-def summarize(cfg: DictConfig) -> list[dict]:
-    """Rebuild O's tables from every result.json under it, print the summary, plot if asked."""
-    from editing_app.evaluation.summary import format_table, rebuild
-
-    root = Path(cfg.output_dir)
-    rows, summary = rebuild(root)
-    if rows:
-        print(format_table(summary), flush=True)
-        log.info(
-            "wrote %s, %s and %s",
-            root / "summary.csv",
-            root / "results.csv",
-            root / "results.jsonl",
-        )
-    else:
-        log.warning("no result.json files under %s yet", root)
-    if cfg.plot:
-        from editing_app.evaluation.plots import make_plots
-
-        for path in make_plots(root):
-            log.info("wrote %s", path)
-    return summary
-
-
-def evaluate(cfg: DictConfig):
-    """Run this shard's cases (unless `summarize_only`), then rebuild the summary of output_dir."""
-    if cfg.summarize_only:
-        return summarize(cfg)
-    from editing_app.evaluation.suites import load_cases
-
-    validate_config(cfg)
-    cases = load_cases(cfg.suite)  # a bad suite fails here, before any heavy import
-    from editing_app.evaluation.runner import run_suite
-
-    report = run_suite(cfg, cases)
-    summarize(cfg)
-    if report.all_failed:
-        raise AllCasesFailed(
-            f"every case failed ({report.failed}); the errors are in "
-            f"{Path(cfg.output_dir) / 'results.csv'} and each case's result.json"
-        )
-    return report
-
-
-@hydra.main(config_path="configs", config_name="evaluate", version_base=None)
-def main(cfg: DictConfig) -> None:
-    run_cli(evaluate, cfg)
-
+__all__ = ["AllCasesFailed", "evaluate", "main"]
 
 if __name__ == "__main__":
-    precheck(Path(__file__).parent / "configs", "evaluate", sys.argv[1:])
     main()

@@ -15,10 +15,11 @@ import torch
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from demo_world.asset_paths import ASSETS_DIR
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.diffusion_model import DiffusionModel
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "demo"
+ASSETS = ASSETS_DIR / "demo"
 DEMO_MODEL_DIR = ASSETS / "model"
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from demo_world.asset_paths import ASSETS_DIR
 from demo_world.render import RenderStyle, object_masks, render
 from demo_world.scene import caption, parse_caption
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
+EXAMPLES_DIR = ASSETS_DIR / "examples"
 
 # name: (source caption, suggested target captions)
 EXAMPLES = {

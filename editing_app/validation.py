@@ -18,6 +18,7 @@ from typing import Any
 
 from editing.editors import settings
 from editing.errors import UserInputError
+from editing_app.cpu_threads import check_cpu_threads
 from editing_app.runtime import AUTOCAST_DTYPES, resolve_device
 
 NULL_MODES = ("per_step", "global")
@@ -44,7 +45,8 @@ class Rule:
 
     Attributes:
         kind: "int", "float", "bool", "choice", "text", "texts" (a non-empty list of strings),
-            "overrides" (a possibly empty list of strings), "devices".
+            "overrides" (a possibly empty list of strings), "devices", "threads" (auto or an
+            integer >= 1).
         low, high: the range of numbers (inclusive; `open_low` excludes low).
         options: the choices of a "choice" setting.
         optional: None is allowed.
@@ -105,6 +107,7 @@ _CHECKS: dict[str, Callable[[Rule, Any, str], None]] = {
     "choice": lambda rule, value, key: settings.choice(value, key, rule.options),
     "text": lambda rule, value, key: settings.text(value, key, allow_empty=True),
     "texts": _texts,
+    "threads": lambda rule, value, key: check_cpu_threads(value, key),
     "overrides": _overrides,
     "devices": _devices,
 }
@@ -176,6 +179,7 @@ TOP_RULES: dict[str, Rule] = {
     "seed": Rule("int", low=0, high=2**63 - 1),
     "resume": Rule("bool"),
     "device": Rule("text"),
+    "cpu_threads": Rule("threads"),
     "precision": Rule("choice", options=PRECISIONS),
     "source_prompt": Rule("text"),
     "target_prompt": Rule("text"),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -28,21 +27,10 @@ from torch import Tensor
 
 from editing.diffusion.noise import rand_per_sample
 from editing.errors import UserInputError
-from editing.models.clip import ClipModel, load_clip, spherical_distance
+from editing.models.clip import ClipModel, spherical_distance
 from editing.models.lpips_weights import LPIPS_MIN_SIZE
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _CORNERS = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))
-
-
-def load_guidance_clip(path: str | None, name: str | None = None) -> ClipModel:
-    """`load_clip` for `clip.path` / `clip.name`; a relative path that does not exist under the
-    working directory is looked up under the project root (where the shipped `assets/` live)."""
-    if path and not Path(path).expanduser().is_absolute() and not Path(path).exists():
-        candidate = PROJECT_ROOT / path
-        if candidate.exists():
-            path = str(candidate)
-    return load_clip(path, name)
 
 
 # --- extending augmentations -------------------------------------------------------------------

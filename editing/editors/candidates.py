@@ -39,8 +39,8 @@ def ranked_results(
 def cached_clip(editor, device: torch.device | str):
     """The CLIP of an editor's `clip_path` / `clip_name`, loaded on first use and kept on the
     editor (`editor._clip`) for its later edits."""
-    from editing.editors.blended_guidance import load_guidance_clip
+    from editing.models.clip import load_clip
 
     if editor._clip is None:
-        editor._clip = load_guidance_clip(editor.clip_path, editor.clip_name)
+        editor._clip = load_clip(editor.clip_path, editor.clip_name)
     return editor._clip.to(device)

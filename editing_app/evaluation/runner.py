@@ -103,6 +103,10 @@ class _Run:
         self.sr = SuperResolutionSettings(**cfg.get("sr", {}))
         self.device = resolve_device(cfg.device)
         trainer_follows_device(cfg, self.device)
+        if self.device.type == "cpu":
+            from editing_app.cpu_threads import set_cpu_threads
+
+            set_cpu_threads(cfg.get("cpu_threads", "auto"))
         self.stage_cfg = stage_plan(cfg)
         precision_context(cfg.precision, self.device)  # refuses a bad precision early
         self.context = lambda: precision_context(cfg.precision, self.device)
@@ -134,7 +138,7 @@ class _Run:
 
     def load(self) -> None:
         """The base model, CLIP and LPIPS, once for every case."""
-        from editing.editors.blended_guidance import load_guidance_clip
+        from editing.models.clip import load_clip
 
         cfg = self.cfg
         start = time.perf_counter()
@@ -145,7 +149,7 @@ class _Run:
             log.info("no CLIP (clip.path is empty): CLIP metrics are skipped")
         else:
             try:
-                clip = load_guidance_clip(clip_cfg.path, clip_cfg.get("name")).to(self.device)
+                clip = load_clip(clip_cfg.path, clip_cfg.get("name")).to(self.device)
             except UserInputError as err:
                 if cfg.metrics.require_clip:
                     raise

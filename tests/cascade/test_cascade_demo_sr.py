@@ -29,7 +29,7 @@ def test_pretrain_demo_sr_exports_a_loadable_cascade(tmp_path):
     from demo_world.demo_model import build_demo_model
     from demo_world.demo_sr import load_demo_cascade
     from editing.models.loading import save_model
-    from train import train
+    from editing_app.commands.train import train
 
     cfg = compose_config(
         "train",

@@ -22,7 +22,7 @@ def trained(tmp_path_factory):
     """(checkpoint dir, image path) of a 2-step-per-stage `stage=imagic_cascade` run."""
     import numpy as np
 
-    from train import train
+    from editing_app.commands.train import train
 
     folder = tmp_path_factory.mktemp("cascade")
     y, x = np.mgrid[0:40, 0:48]
@@ -51,7 +51,7 @@ def trained(tmp_path_factory):
 
 
 def _edit(ckpt, out, *overrides):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     cfg = compose_config(
         "edit",
@@ -148,7 +148,7 @@ def test_deepfloyd_if_config_loads_saved_folders_and_reuses_the_artifacts(traine
         f"base_model.sr_name={model.sr.name}",
         "base_model.max_prompt_tokens=16",
     ]
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     overrides = [*cfg, "method=imagic", f"checkpoint_dir={ckpt}", f"output_dir={tmp_path / 'if'}"]
     overrides += ["method.num_inference_steps=3", "method.sr_num_inference_steps=3"]

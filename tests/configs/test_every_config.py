@@ -70,7 +70,7 @@ def shrink(node: DictConfig) -> None:
 
 
 def run_train(stage: str, base_model: str, files, output_dir: Path) -> list[Path]:
-    from train import train
+    from editing_app.commands.train import train
 
     cfg = compose_config(
         "train",
@@ -91,7 +91,7 @@ def run_train(stage: str, base_model: str, files, output_dir: Path) -> list[Path
 
 @pytest.mark.parametrize("method", method_names())
 def test_method_config_edits(method, files, tmp_path):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     base_model = METHOD_MODEL.get(method, "tiny")
     cfg = compose_config(

@@ -14,7 +14,7 @@ TRAIN = ["base_model=tiny", "trainer=cpu", "callbacks=none", "logger=none", "tra
 
 
 def _train(tmp_path, *overrides):
-    from train import train
+    from editing_app.commands.train import train
 
     out = tmp_path / "out"
     with pytest.raises(UserInputError) as err:
@@ -66,7 +66,7 @@ def test_finetune_without_embedding(tmp_path, image_path):
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "I;16"])
 def test_unusual_image_modes_train(tmp_path, mode):
-    from train import train
+    from editing_app.commands.train import train
 
     rgb = (np.arange(24 * 24 * 3).reshape(24, 24, 3) % 251).astype(np.uint8)
     img = Image.fromarray(rgb)
@@ -93,8 +93,8 @@ def test_unusual_image_modes_train(tmp_path, mode):
 
 
 def test_artifact_of_another_base_model_or_resolution(tmp_path, image_path):
-    from edit import edit
-    from train import train
+    from editing_app.commands.edit import edit
+    from editing_app.commands.train import train
 
     ckpt = tmp_path / "ckpt"
     train(

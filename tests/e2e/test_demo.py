@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import demo
+from editing_app.commands import demo
 
 
 def test_demo_pipeline_quick(tmp_path, capsys):

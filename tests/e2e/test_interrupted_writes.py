@@ -64,7 +64,7 @@ def tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_resume_at_the_final_step_writes_the_artifact_from_the_checkpoint(image_path, tmp_path):
-    from train import train
+    from editing_app.commands.train import train
 
     out = tmp_path / "out"
     cfg = compose_config("train", stage_args(image_path, out))
@@ -126,7 +126,7 @@ def test_a_kill_while_a_checkpoint_is_written_keeps_the_previous_one(image_path,
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
 def test_a_corrupt_checkpoint_is_refused_in_one_line(image_path, tmp_path, content):
-    from train import train
+    from editing_app.commands.train import train
 
     out = tmp_path / "out"
     ckpt = out / "checkpoints" / STAGE / "last.ckpt"
@@ -195,8 +195,8 @@ def test_pretrain_export_refuses_a_checkpoint_that_runs_code(tmp_path):
 def test_a_stage_that_fails_before_its_first_step_leaves_no_log_folder(
     image_path, tmp_path, monkeypatch
 ):
+    from editing_app.commands.train import train
     from lightning_modules.imagic import ImagicEmbedStage
-    from train import train
 
     def fail(self, batch, batch_idx):
         raise RuntimeError("failed in the first step")
@@ -217,7 +217,7 @@ def test_an_output_dir_that_cannot_hold_files_is_refused_before_the_model_loads(
 ):
     import hydra
 
-    from train import train
+    from editing_app.commands.train import train
 
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
@@ -236,7 +236,7 @@ def test_an_output_dir_that_cannot_hold_files_is_refused_before_the_model_loads(
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write any folder")
 def test_an_output_dir_this_user_cannot_write_is_refused(image_path, tmp_path):
-    from train import train
+    from editing_app.commands.train import train
 
     locked = tmp_path / "locked"
     locked.mkdir()

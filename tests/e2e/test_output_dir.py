@@ -29,7 +29,7 @@ OUTPUTS = ["config.yaml", "edit.png", "grid.png"]
 
 
 def _edit(image_path, out, *overrides):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     args = [*EDIT, f"image={image_path}", f"output_dir={out}", *overrides]
     return edit(compose_config("edit", args))
@@ -230,7 +230,7 @@ def test_a_second_fd_in_this_process_is_refused_and_exceptions_release(tmp_path)
 
 
 def test_train_refuses_a_locked_folder(tmp_path, image_path):
-    from train import train
+    from editing_app.commands.train import train
 
     out = tmp_path / "ckpt"
     out.mkdir()

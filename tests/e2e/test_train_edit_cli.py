@@ -73,7 +73,7 @@ def test_imagic_train_then_edit(image_path, tmp_path):
 
 
 def test_interrupted_stage_resumes_to_the_same_artifact(image_path, tmp_path):
-    from train import train
+    from editing_app.commands.train import train
 
     common = [
         *QUICK[:1],

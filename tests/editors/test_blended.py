@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,17 +252,16 @@ def test_refusals(model, clip_dir, tiny_model):
         BlendedEditor(num_timesteps=10, skip_timesteps=10)
 
 
-def test_demo_clip_config_points_at_the_shipped_folder_or_says_it_is_missing():
-    from omegaconf import OmegaConf
+def test_demo_clip_config_resolves_to_the_shipped_folder():
+    from editing.models.clip import load_clip
+    from editing_app.configs import compose_config
 
-    from editing.editors.blended_guidance import PROJECT_ROOT, load_guidance_clip
-
-    cfg = OmegaConf.load(PROJECT_ROOT / "configs" / "clip" / "demo.yaml")
-    assert cfg.path == "assets/demo/clip"
-    if (PROJECT_ROOT / cfg.path).exists():
-        pytest.skip("the demo CLIP is shipped")
+    cfg = compose_config("edit", ["clip=demo"])
+    assert Path(cfg.clip.path).is_absolute()
+    assert Path(cfg.clip.path).parts[-2:] == ("demo", "clip")
+    assert load_clip(cfg.clip.path, cfg.clip.name) is not None
     with pytest.raises(UserInputError, match="does not exist"):
-        load_guidance_clip(cfg.path, cfg.name)
+        load_clip(str(Path(cfg.clip.path) / "missing"), None)
 
 
 # --- recipes (docs/blended_recipes.md) ---------------------------------------------------------
@@ -344,7 +344,7 @@ def _cfg(tmp_path, image, mask, clip_dir, *extra):
 
 
 def test_edit_py_end_to_end_writes_ranked_samples(tmp_path, clip_dir):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     image, mask = _files(tmp_path)
     out = edit(_cfg(tmp_path, image, mask, clip_dir, "method.sampler=ddim"))
@@ -365,7 +365,7 @@ def test_edit_py_end_to_end_writes_ranked_samples(tmp_path, clip_dir):
     [("empty", "is empty"), ("full", "whole image"), ("size", "give a mask of the image's size")],
 )
 def test_edit_py_refuses_bad_masks_and_writes_nothing(tmp_path, clip_dir, case, match):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     arrays = {"empty": np.zeros((R, R), np.uint8), "full": np.full((R, R), 255, np.uint8)}
     image, mask = _files(tmp_path, arrays.get(case), mask_size=(R + 4, R))
@@ -375,7 +375,7 @@ def test_edit_py_refuses_bad_masks_and_writes_nothing(tmp_path, clip_dir, case, 
 
 
 def test_edit_py_invert_and_dilate(tmp_path, clip_dir):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     image, mask = _files(tmp_path)
     out = edit(_cfg(tmp_path, image, mask, clip_dir, "method.invert_mask=true", "method.dilate=1"))

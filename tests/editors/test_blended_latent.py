@@ -148,7 +148,7 @@ def test_refusals(tiny_model):
 
 
 def test_edit_py_end_to_end(tmp_path, clip_dir):
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     Image.fromarray(_pixels()).save(tmp_path / "image.png")
     Image.fromarray((_mask()[0, 0].numpy() * 255).astype(np.uint8)).save(tmp_path / "mask.png")

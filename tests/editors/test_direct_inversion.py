@@ -283,7 +283,7 @@ def test_bad_inputs_are_refused(kwargs, with_image, prompt, match, tiny_model, i
 
 # ----------------------------------------------------------------------------------- edit.py
 def test_edit_py_end_to_end(image_path, tmp_path):
-    import edit
+    from editing_app.commands import edit
 
     out, ckpt = tmp_path / "out", tmp_path / "ckpt"
     cfg = compose_config(

@@ -67,7 +67,7 @@ def test_two_shards_in_two_joblib_processes(tmp_path):
     # summarize_only rebuilds the same tables from the result.json files, without running
     from helpers import compose_config
 
-    from evaluate import evaluate as evaluate_in_process
+    from editing_app.commands.evaluate import evaluate as evaluate_in_process
 
     before = (out / "summary.csv").read_text()
     (out / "summary.csv").unlink()

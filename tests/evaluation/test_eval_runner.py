@@ -60,7 +60,7 @@ def editor_calls(monkeypatch):
 
 
 def test_demo_suite_rows_carry_metrics_params_and_oracle_fields(tmp_path, clip_dir):
-    from evaluate import evaluate
+    from editing_app.commands.evaluate import evaluate
 
     out = tmp_path / "out"
     cfg = config(
@@ -120,7 +120,7 @@ def test_resume_skips_finished_cases_and_reruns_changed_ones(tmp_path, editor_ca
 
 
 def test_a_failing_case_is_recorded_and_the_run_goes_on(tmp_path, editor_calls):
-    from evaluate import AllCasesFailed, evaluate
+    from editing_app.commands.evaluate import AllCasesFailed, evaluate
 
     out = tmp_path / "out"
     ted = [

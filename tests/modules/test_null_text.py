@@ -174,8 +174,8 @@ def test_bf16_mixed_keeps_the_optimisation_fp32(image_path, tmp_path):
 
 
 def test_train_then_edit_and_refusals(image_path, tmp_path):
-    from edit import edit
-    from train import train
+    from editing_app.commands.edit import edit
+    from editing_app.commands.train import train
 
     ckpt = tmp_path / "ckpt"
     common = ["base_model=tiny", "trainer=cpu", "logger=none", "callbacks=none"]

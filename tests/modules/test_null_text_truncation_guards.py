@@ -19,7 +19,7 @@ QUICK = ["base_model=tiny", "trainer=cpu", "logger=none", "callbacks.preview=nul
 
 
 def test_null_text_cannot_be_cut_short_silently(image_path, tmp_path):
-    from train import train
+    from editing_app.commands.train import train
 
     args = [
         *QUICK,

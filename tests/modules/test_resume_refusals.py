@@ -12,7 +12,7 @@ QUICK = ["base_model=tiny", "trainer=cpu", "logger=none", "callbacks.preview=nul
 
 
 def test_resume_refuses_a_checkpoint_made_for_another_prompt(image_path, tmp_path):
-    from train import train
+    from editing_app.commands.train import train
 
     common = [
         *QUICK,

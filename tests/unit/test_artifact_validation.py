@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     """Real 2-step imagic and null-text artifacts of the tiny model."""
     from PIL import Image
 
-    from train import train
+    from editing_app.commands.train import train
 
     folder = tmp_path_factory.mktemp("artifacts")
     image = folder / "input.png"
