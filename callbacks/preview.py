@@ -8,13 +8,14 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from editing.io.atomic import atomic_file
+from editing.io.grid import make_grid
 from editing.io.images import to_pil
-from editing.io.outputs import make_grid
 
 
 class EditPreview(Callback):
     """Every `every_n_steps` optimisation steps, save `pl_module.preview()` as a labelled grid to
-    `<log_dir>/previews/step_XXXXXX.png` (rank zero; 0 disables).
+    `<log_dir>/previews/step_XXXXXX.png` (rank zero; 0 disables). A per-image stage's input image
+    is the grid's first cell, labelled "input".
 
     Args:
         every_n_steps: preview period in steps (0 = never).
@@ -42,6 +43,7 @@ class EditPreview(Callback):
             module.train(training)
         if not panels:  # nothing to show (e.g. the CLIP pretraining)
             return
+        panels = _input_panel(pl_module) + list(panels)
         folder = Path(trainer.log_dir or trainer.default_root_dir) / "previews"
         folder.mkdir(parents=True, exist_ok=True)
         grid = make_grid([to_pil(img) for _, img in panels], [label for label, _ in panels])
@@ -60,3 +62,12 @@ class EditPreview(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.every_n_steps > 0 and self.at_end:
             self._render(trainer, pl_module, trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def _input_panel(pl_module: LightningModule) -> list[tuple[str, torch.Tensor]]:
+    """[("input", image [3, H, W])] for a stage that edits one image, else []."""
+    inputs = getattr(pl_module, "inputs", None)
+    image = getattr(inputs, "image", None)
+    if image is None:
+        return []
+    return [("input", image.pixels[0].detach().float().cpu())]

@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> dict:
             f"{g:8.1f} {r['n']:4d} {r['colour+shape']:9.1%} {r['colour']:7.1%} {r['shape']:7.1%} {r['size']:7.1%} {r['position']:8.1%} {r['background']:7.1%} {r['count']:7.1%}"
         )
     if args.grid:
+        from editing.io.grid import make_grid
         from editing.io.images import to_pil
-        from editing.io.outputs import make_grid
 
         first = results[args.guidance[0]]
         make_grid(

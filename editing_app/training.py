@@ -2,7 +2,8 @@
 
 A stage config (`configs/stage/*.yaml`) names its LightningModule in `_target_`; every other key
 is a constructor argument. `run_stage` seeds, builds the module, its datamodule and a Trainer with
-the export, timing, checkpoint and preview callbacks, fits, and returns the artifact written.
+the export, timing, checkpoint, preview and progress-bar callbacks, fits, and returns the artifact
+written.
 Lightning is imported only when a stage is built.
 """
 
@@ -90,16 +91,20 @@ CORRUPT_CHECKPOINT_FIX = "delete it or run with resume=false"
 
 
 def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
-    """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks."""
+    """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks,
+    and (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from callbacks.atomic_checkpoint import AtomicCheckpointIO
     from callbacks.export import ArtifactExport
+    from callbacks.progress import StageProgressBar
     from callbacks.timing import StepTimer
 
     export = ArtifactExport(output_dir)
     timer = StepTimer()
     callbacks = [export, timer]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(StageProgressBar())
     every = int(cfg.callbacks.checkpoint_every_n_steps)
     if every > 0:
         callbacks.append(

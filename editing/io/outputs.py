@@ -3,7 +3,8 @@
 Every edit writes into its output folder O:
 - `O/edit.png`: the first (best) result;
 - `O/samples/NNN_<label>.png`: every result when there are several (seeds, eta values, candidates);
-- `O/grid.png`: the input beside the results, each labelled;
+- `O/grid.png`: the input (first cell, labelled "input") beside the results, each labelled (long
+  labels wrapped, `editing.io.grid`); without an input image a crossed-out cell says so;
 - `O/config.yaml`: the resolved configuration.
 PNGs carry the prompt and the parameters as text metadata. Everything is first written into a
 hidden staging folder inside O (`O/.staging-<pid>-*`, on O's filesystem even when O is a mount
@@ -29,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, PngImagePlugin
 from torch import Tensor
 
 from editing.errors import UserInputError
+from editing.io.grid import input_tile, make_grid
 from editing.io.images import to_pil
 from editing.io.output_dir import pid_alive
 
@@ -84,25 +86,6 @@ def save_png(image: Tensor | Image.Image, path: Path, metadata: dict[str, Any]) 
     for key, value in metadata.items():
         info.add_text(key, value if isinstance(value, str) else json.dumps(value, default=str))
     pil.save(path, pnginfo=info)
-
-
-def make_grid(
-    images: list[Image.Image], labels: list[str], columns: int = 8, cell: int = 160
-) -> Image.Image:
-    """Labelled grid: each image scaled to `cell` px (nearest for small images), label below."""
-    font = ImageFont.load_default()
-    label_h = 14
-    cols = max(1, min(columns, len(images)))
-    rows = (len(images) + cols - 1) // cols
-    grid = Image.new("RGB", (cols * cell, rows * (cell + label_h)), (255, 255, 255))
-    draw = ImageDraw.Draw(grid)
-    for k, (img, label) in enumerate(zip(images, labels)):
-        resample = Image.Resampling.NEAREST if img.width < cell else Image.Resampling.LANCZOS
-        tile = img.resize((cell, cell), resample=resample)
-        x, y = (k % cols) * cell, (k // cols) * (cell + label_h)
-        grid.paste(tile, (x, y))
-        draw.text((x + 2, y + cell + 1), label[: cell // 6], fill=(0, 0, 0), font=font)
-    return grid
 
 
 def write_outputs(
@@ -166,10 +149,10 @@ def _stage(
         for k, result in enumerate(results):
             name = f"{k:03d}_{_slug(result.label)}.png"
             save_png(result.image, staging / "samples" / name, {**common, **result.params})
-    tiles, labels = [], []
     if input_image is not None:
-        tiles.append(to_pil(input_image))
-        labels.append("input")
+        tiles, labels = [to_pil(input_image)], ["input"]
+    else:  # e.g. an edit from a checkpoint_dir without image=: say so rather than drop the cell
+        tiles, labels = [input_tile()], ["input: not given (image=PATH)"]
     tiles += [to_pil(r.image) for r in results]
     labels += [r.label for r in results]
     save_png(make_grid(tiles, labels), staging / "grid.png", common)

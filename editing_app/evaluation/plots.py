@@ -6,187 +6,47 @@
   parameter swept in its rows (Imagic's `eta`, Direct Inversion's `noise_lambda` and
   `guidance_scale`, null-text's `train.num_inner_steps`, ...), one point per value: the mean CLIP
   score against the target text (editability, y) versus the mean 1 - LPIPS to the input (fidelity,
-  x), over every edit result with that value; other swept parameters give separate lines.
-  `plots/editability_fidelity_<method>_<parameter>.png`, all points in
-  `plots/editability_fidelity.csv`. A method without sweeps is one point in
-  `plots/editability_fidelity_methods.png` (every method/setting side by side).
+  x), averaged over cases (std over cases as error bars); other swept parameters give separate
+  lines. `plots/editability_fidelity_<method>_<parameter>.png`, all points in
+  `plots/editability_fidelity.csv`.
+- Every method side by side: one point per (method, variant, setting of all its swept values),
+  averaged over cases, `plots/editability_fidelity_methods.png` and
+  `plots/editability_fidelity_methods.csv`.
 - Reconstruction PSNR per inversion (the null-text paper's ablation): the mean PSNR to the input
   of the reconstruction results, per `param.inversion` (null_text / ddim / negative_prompt) and
-  stage setting, with the standard deviation as error bars: `plots/reconstruction_psnr.png` and
+  stage setting, with the standard deviation over cases as error bars: `plots/reconstruction_psnr.png` and
   `.csv`.
 
 Rows come from every result.json under O (`editing_app.evaluation.summary.load_rows`), so runs of
-different methods or variants written below one folder are compared in one figure.
+different methods or variants written below one folder are compared in one figure. Legends sit
+outside the axes and long labels are wrapped (`plot_figures`); the numbers are `plot_points`.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from editing_app.evaluation.summary import load_rows, scored, setting_of, sweep_keys, write_csv
+from editing_app.evaluation.plot_figures import (
+    curve_figure,
+    methods_figure,
+    reconstruction_figure,
+    save,
+)
+from editing_app.evaluation.plot_points import (
+    editability_fidelity_points,
+    method_points,
+    reconstruction_points,
+)
+from editing_app.evaluation.summary import load_rows, write_csv
 
 log = logging.getLogger(__name__)
 
-__all__ = ["editability_fidelity_points", "make_plots", "reconstruction_points"]
-
-
-def _value(row: dict[str, Any], key: str) -> float | None:
-    v = row.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-        return None
-    return float(v)
-
-
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-
-
-def _sortable(value: Any) -> tuple:
-    return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
-
-
-def editability_fidelity_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One point per (method, variant, parameter, other swept values, parameter value)."""
-    edits = [r for r in scored(rows) if r.get("status") == "ok" and r.get("kind", "edit") == "edit"]
-    sweeps = sweep_keys(edits)
-    points = []
-    for method, keys in sorted(sweeps.items()):
-        mine = [r for r in edits if r["method"] == method]
-        for key in keys or [None]:
-            others = [k for k in keys if k != key]
-            groups: dict[tuple, list[dict]] = defaultdict(list)
-            for r in mine:
-                groups[
-                    (r.get("variant", ""), setting_of(r, others), r.get(key) if key else None)
-                ].append(r)
-            for (variant, line, value), members in sorted(
-                groups.items(), key=lambda kv: (kv[0][0], kv[0][1], _sortable(kv[0][2]))
-            ):
-                clip = [v for v in (_value(r, "clip_score") for r in members) if v is not None]
-                fid = [v for v in (_value(r, "one_minus_lpips") for r in members) if v is not None]
-                points.append(
-                    {
-                        "method": method,
-                        "variant": variant,
-                        "parameter": (key or "").removeprefix("param."),
-                        "value": value,
-                        "line": line,
-                        "clip_score": _mean_std(clip)[0],
-                        "one_minus_lpips": _mean_std(fid)[0],
-                        "n": len(members),
-                    }
-                )
-    return points
-
-
-def reconstruction_points(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std of reconstruction PSNR per (method, inversion, stage setting)."""
-    recon = [r for r in rows if r.get("status") == "ok" and r.get("kind") == "reconstruction"]
-    sweeps = {
-        m: [k for k in keys if k != "param.inversion"] for m, keys in sweep_keys(recon).items()
-    }
-    groups: dict[tuple, list[float]] = defaultdict(list)
-    for r in recon:
-        setting = setting_of(r, sweeps.get(r["method"], []))
-        key = (r["method"], str(r.get("param.inversion", "")), setting)
-        value = _value(r, "reconstruction_psnr")
-        if value is not None:
-            groups[key].append(value)
-    points = []
-    for (method, inversion, setting), values in sorted(groups.items()):
-        mean, std = _mean_std(values)
-        points.append(
-            {
-                "method": method,
-                "inversion": inversion,
-                "setting": setting,
-                "psnr": mean,
-                "psnr_std": std,
-                "n": len(values),
-            }
-        )
-    return points
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _curve_plot(points: list[dict[str, Any]], title: str, path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    lines: dict[tuple, list[dict]] = defaultdict(list)
-    for p in points:
-        lines[(p["variant"], p["line"])].append(p)
-    for (variant, line), pts in lines.items():
-        xs = [p["one_minus_lpips"] for p in pts]
-        ys = [p["clip_score"] for p in pts]
-        label = " ".join(t for t in (variant, line) if t) or None
-        ax.plot(xs, ys, marker="o", label=label)
-        for p in pts:
-            if p["parameter"]:
-                value = f"{p['value']:g}" if isinstance(p["value"], float) else str(p["value"])
-                ax.annotate(value, (p["one_minus_lpips"], p["clip_score"]), fontsize=8,
-                            textcoords="offset points", xytext=(4, 4))  # fmt: skip
-    ax.set_xlabel("fidelity: 1 - LPIPS to the input")
-    ax.set_ylabel("editability: CLIP score to the target text")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    if any(label for label, _ in lines) or any(line for _, line in lines):
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _methods_plot(points: list[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for p in points:
-        ax.scatter([p["one_minus_lpips"]], [p["clip_score"]])
-        name = " ".join(t for t in (p["method"], p["variant"], p["line"]) if t)
-        if p["parameter"]:
-            name += f" {p['parameter']}={p['value']}"
-        ax.annotate(name, (p["one_minus_lpips"], p["clip_score"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 4))  # fmt: skip
-    ax.set_xlabel("fidelity: 1 - LPIPS to the input")
-    ax.set_ylabel("editability: CLIP score to the target text")
-    ax.set_title("methods", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _reconstruction_plot(points: list[dict[str, Any]], path: Path) -> None:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(points) + 2), 4.0))
-    labels = [
-        "\n".join(t for t in (p["inversion"] or p["method"], p["setting"]) if t) for p in points
-    ]
-    ax.bar(range(len(points)), [p["psnr"] for p in points], yerr=[p["psnr_std"] for p in points],
-           capsize=4, color="tab:blue")  # fmt: skip
-    ax.set_xticks(range(len(points)), labels, fontsize=8)
-    ax.set_ylabel("reconstruction PSNR to the input (dB)")
-    ax.set_title("reconstruction per inversion", fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+__all__ = ["editability_fidelity_points", "make_plots", "method_points", "reconstruction_points"]
 
 
 def _usable(p: dict[str, Any]) -> bool:
@@ -218,17 +78,20 @@ def make_plots(root: str | Path, out_dir: str | Path | None = None) -> list[Path
             if not parameter:
                 continue
             path = out / f"editability_fidelity_{method}_{parameter.replace('.', '_')}.png"
-            _curve_plot(pts, f"{method}: {parameter}", path)
-            written.append(path)
-        if usable:
+            written.append(save(curve_figure(pts, f"{method}: {parameter}"), path))
+        methods = [p for p in method_points(rows) if _usable(p)]
+        if methods:
+            write_csv(out / "editability_fidelity_methods.csv", methods, [])
             path = out / "editability_fidelity_methods.png"
-            _methods_plot(usable, path)
-            written.append(path)
+            written += [
+                out / "editability_fidelity_methods.csv",
+                save(methods_figure(methods), path),
+            ]
     recon = [p for p in reconstruction_points(rows) if p["psnr"] is not None]
     if recon:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "reconstruction_psnr.csv", recon, [])
-        _reconstruction_plot(recon, out / "reconstruction_psnr.png")
+        save(reconstruction_figure(recon), out / "reconstruction_psnr.png")
         written += [out / "reconstruction_psnr.csv", out / "reconstruction_psnr.png"]
     if not written:
         log.warning("no results under %s to plot", root)

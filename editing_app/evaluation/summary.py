@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "find_results",
     "format_table",
+    "is_setting_key",
     "load_rows",
     "rebuild",
     "scored",
@@ -57,6 +58,8 @@ MEANS = [
     "clip_image_similarity", "ssim", "edit_region_clip_score", "target_psnr",
 ]  # fmt: skip
 # Per-result outputs and replicates, never settings: prompts, seeds, a ranked candidate's place/score.
+# Any other `*prompt` parameter (e.g. Direct Inversion's `inversion_prompt`, each case's caption
+# with invert_with_source) is per-case text too.
 NOT_SWEPT = {
     "param.prompt",
     "param.source_prompt",
@@ -142,13 +145,20 @@ def scored(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("param.rank") in (None, 1)]
 
 
+def is_setting_key(key: str) -> bool:
+    """Whether a row column can name a setting: `param.*` / `train.*`, but no prompt or seed."""
+    return (
+        key.startswith(("param.", "train.")) and key not in NOT_SWEPT and not key.endswith("prompt")
+    )
+
+
 def sweep_keys(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
     """Per method, the `param.*` / `train.*` columns with more than one value among its rows."""
     values: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     ok = [r for r in rows if r.get("status") == "ok"]
     for row in ok:
         for key in row:
-            if key.startswith(("param.", "train.")) and key not in NOT_SWEPT:
+            if is_setting_key(key):
                 values[row["method"]][key]  # noqa: B018 - registers the key
     for row in ok:
         for key in values[row["method"]]:

@@ -63,6 +63,13 @@ def test_sweep_keys_ignore_prompts_and_seeds():
     assert sweep_keys(ROWS) == {"imagic": ["param.eta"]}
 
 
+def test_per_case_prompt_parameters_are_never_a_sweep():
+    # Direct Inversion with invert_with_source inverts with each case's caption
+    rows = [{**r, "param.inversion_prompt": f"caption of {r['case_id']}"} for r in ROWS]
+    assert sweep_keys(rows) == {"imagic": ["param.eta"]}
+    assert {r["setting"] for r in summarize(rows)} == {"eta=0.5", "eta=1"}
+
+
 def test_summary_numbers_equal_a_hand_recomputation():
     summary = summarize(ROWS)
     assert [(r["setting"], r["edit_type"]) for r in summary] == [

@@ -31,6 +31,28 @@ def test_preview_keeps_frozen_components_in_eval_mode(image_path, tmp_path):
     assert stage.training and not model.text_encoder.training
 
 
+def test_preview_grid_starts_with_the_input_image(image_path, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from callbacks.preview import EditPreview
+    from editing.io.images import to_pil
+    from lightning_modules.imagic import ImagicEmbedStage
+
+    model = build_tiny_model()
+    image = load_image(image_path, 32)
+    stage = ImagicEmbedStage(model, Inputs(image=image, target_prompt="a cat"), num_steps=2)
+    trainer = SimpleNamespace(
+        is_global_zero=True, log_dir=str(tmp_path), default_root_dir=str(tmp_path)
+    )
+    preview = EditPreview(every_n_steps=1, num_inference_steps=2)
+    preview._render(trainer, stage, 1)
+    grid = Image.open(preview.saved[0]).convert("RGB")
+    expected = to_pil(image.pixels[0]).resize((160, 160), Image.Resampling.NEAREST)
+    assert grid.width == 3 * 160  # input, eta=0, eta=1
+    assert np.array_equal(np.asarray(grid.crop((0, 0, 160, 160))), np.asarray(expected))
+
+
 def test_preview_skips_modules_without_previews(tmp_path):
     # The CLIP pretraining has nothing to render; the default callbacks must not stop it.
     from callbacks.preview import EditPreview
