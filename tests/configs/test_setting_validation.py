@@ -39,6 +39,7 @@ def bad_values(rule: Rule) -> list:
         "texts": 5,
         "overrides": 5,
         "devices": "abc",
+        "threads": "abc",
     }
     values = [] if rule.kind == "text" else [wrong_type[rule.kind]]
     if rule.kind in ("int", "float"):
@@ -48,6 +49,8 @@ def bad_values(rule: Rule) -> list:
             values.append(rule.high + 1)
     if rule.kind == "int":
         values.append(1.5)
+    if rule.kind == "threads":
+        values += [0, 1.5]
     return values
 
 
