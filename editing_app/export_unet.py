@@ -69,10 +69,14 @@ def parse_arguments(argv: list[str]) -> ExportRequest:
 
 def base_model_config(overrides: list[str]):
     """The `base_model` node of the edit configuration composed with `overrides`."""
-    from editing_app.cli import check_group_choices
     from editing_app.configs import CONFIG_DIR, compose_config
 
-    check_group_choices(CONFIG_DIR, overrides)
+    choices = CONFIG_DIR / "base_model"
+    for arg in overrides:
+        key, _, value = arg.partition("=")
+        if key == "base_model" and not (choices / f"{value}.yaml").is_file():
+            options = ", ".join(sorted(p.stem for p in choices.glob("*.yaml")))
+            raise UserInputError(f"unknown base_model {value!r}: choose one of {options}")
     try:
         return compose_config("edit", overrides).base_model
     except Exception as err:  # Hydra's composition and parser errors

@@ -13,6 +13,7 @@ The stage sets `self.lr` and `self.optimizer_name`.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from torch import Tensor, nn
@@ -25,6 +26,8 @@ from lightning_modules.base import make_optimizer
 
 FINETUNE_MODES = ("full", "lora")
 SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+log = logging.getLogger(__name__)
 
 
 def check_finetune_settings(finetune_mode: str, save_dtype: str) -> None:
@@ -108,5 +111,10 @@ class UnetFinetune:
         written last, marks a complete export); returns the artifact's path."""
         tensors, metadata = self.artifact(full_state)
         if self.finetune_mode == "lora":
-            save_diffusers_lora(self.diffusers_lora_folder(output_dir), tensors, self.lora)
+            lora_path = save_diffusers_lora(
+                self.diffusers_lora_folder(output_dir), tensors, self.lora
+            )
+            log.info(
+                "wrote %s (diffusers: pipe.load_lora_weights(%r))", lora_path, str(lora_path.parent)
+            )
         return save_artifact(self.artifact_path(output_dir), tensors, metadata)

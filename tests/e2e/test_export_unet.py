@@ -102,6 +102,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(full_run, tmp_path):
         "folder with other content": (ckpt, ckpt, []),
         "dtype='float8'": (ckpt, out, ["dtype=float8"]),
         "base model: artifact has 'tiny-latent-seed0'": (ckpt, out, ["base_model.seed=1"]),
+        "unknown base_model 'nope': choose one of": (ckpt, out, ["base_model=nope"]),
     }
     for message, (checkpoint_dir, destination, extra) in cases.items():
         with pytest.raises(UserInputError, match=message):
