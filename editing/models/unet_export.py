@@ -59,7 +59,8 @@ def check_export_folder(folder: str | Path, name: str = "out") -> Path:
 
 
 def save_unet_folder(unet: nn.Module, folder: str | Path) -> Path:
-    """`unet.save_pretrained` into `folder`, atomically (staged beside it, then renamed)."""
+    """`unet.save_pretrained` into `folder`, atomically (staged beside it, then renamed); a
+    failed write (a full disk) is one `UserInputError` and leaves `folder` as it was."""
     folder = check_export_folder(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
@@ -68,7 +69,16 @@ def save_unet_folder(unet: nn.Module, folder: str | Path) -> Path:
         unet.save_pretrained(staging, safe_serialization=True)
         if folder.exists():
             os.replace(folder, old)
-        os.replace(staging, folder)
+        try:
+            os.replace(staging, folder)
+        except OSError:
+            if old.exists() and not folder.exists():
+                os.replace(old, folder)  # the earlier export stays
+            raise
+    except OSError as err:
+        raise UserInputError(
+            f"cannot write the UNet into {folder}: {err.strerror or err} (nothing was written)"
+        ) from None
     finally:
         for leftover in (staging, old):
             with contextlib.suppress(FileNotFoundError):

@@ -4,6 +4,8 @@ one line with nothing written."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import UNet2DConditionModel
@@ -132,3 +134,23 @@ def test_the_command_line_says_one_line_and_exits_2(full_run, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "config.json").is_file()
+
+
+def test_a_failed_write_keeps_the_earlier_export(tmp_path, monkeypatch):
+    import errno
+
+    from editing.models.unet_export import save_unet_folder
+
+    unet = build_tiny_model().unet
+    out = save_unet_folder(unet, tmp_path / "unet")
+    before = (out / "diffusion_pytorch_model.safetensors").read_bytes()
+
+    def full_disk(self, folder, **kwargs):
+        (Path(folder) / "partial").write_bytes(b"x")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(unet), "save_pretrained", full_disk)
+    with pytest.raises(UserInputError, match="No space left on device.*nothing was written"):
+        save_unet_folder(unet, out)
+    assert (out / "diffusion_pytorch_model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["unet"], "no staging folder left"
