@@ -5,19 +5,29 @@ base model's own UNet). It validates the settings, makes the UNet trainable (all
 adapters on its attention projections; Hu et al. 2021), optionally turns on gradient
 checkpointing, builds the optimiser over what trains, and exports the result (full weights in
 `save_dtype`, or the adapters only) with `editing.models.unet_weights.export_unet_weights`.
+A LoRA fine-tune also writes its adapter in diffusers' format beside the artifact,
+`<output_dir>/<stage>_diffusers_lora/pytorch_lora_weights.safetensors`
+(`editing.models.diffusers_lora`), which `pipeline.load_lora_weights(folder)` loads.
 The stage sets `self.lr` and `self.optimizer_name`.
 """
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 from torch import Tensor, nn
 
 from editing.errors import UserInputError
+from editing.io.artifacts import save_artifact
+from editing.models.diffusers_lora import save_diffusers_lora
 from editing.models.unet_weights import add_lora, export_unet_weights
 from lightning_modules.base import make_optimizer
 
 FINETUNE_MODES = ("full", "lora")
 SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+log = logging.getLogger(__name__)
 
 
 def check_finetune_settings(finetune_mode: str, save_dtype: str) -> None:
@@ -91,3 +101,20 @@ class UnetFinetune:
             self.lora,
             state_dict=self.unet_state(full_state),
         )
+
+    def diffusers_lora_folder(self, output_dir: str | Path) -> Path:
+        """Where a LoRA fine-tune writes its adapter in diffusers' format."""
+        return Path(output_dir) / f"{self.stage}_diffusers_lora"
+
+    def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
+        """Write the artifact (and, for LoRA, the diffusers-format adapter first: the artifact,
+        written last, marks a complete export); returns the artifact's path."""
+        tensors, metadata = self.artifact(full_state)
+        if self.finetune_mode == "lora":
+            lora_path = save_diffusers_lora(
+                self.diffusers_lora_folder(output_dir), tensors, self.lora
+            )
+            log.info(
+                "wrote %s (diffusers: pipe.load_lora_weights(%r))", lora_path, str(lora_path.parent)
+            )
+        return save_artifact(self.artifact_path(output_dir), tensors, metadata)

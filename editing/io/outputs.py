@@ -6,11 +6,12 @@ Every edit writes into its output folder O:
 - `O/grid.png`: the input (first cell, labelled "input") beside the results, each labelled (long
   labels wrapped, `editing.io.grid`); without an input image a crossed-out cell says so;
 - `O/config.yaml`: the resolved configuration.
-PNGs carry the prompt and the parameters as text metadata. Everything is first written into a
-hidden staging folder inside O (`O/.staging-<pid>-*`, on O's filesystem even when O is a mount
-point) and moved into place at the end, so an interrupted run never leaves a half-written result
-visible in O nor mixed with an older one. Staging folders of dead processes are removed by the
-next write. A full disk is reported in one `UserInputError` line, the staging folder removed.
+PNGs carry the prompt and the parameters as text metadata, one text chunk per item, plus an
+A1111-style `parameters` chunk (`editing.io.png_parameters`) that PNG-info tools read.
+Everything is first written into a hidden staging folder inside O (`O/.staging-<pid>-*`, on O's
+filesystem even when O is a mount point) and moved into place at the end, so an interrupted run
+never leaves a half-written result visible in O nor mixed with an older one. Staging folders of
+dead processes are removed by the next write. A full disk is reported in one `UserInputError` line, the staging folder removed.
 
 `EDITING_KILL_AT=<phase>` (a test hook) kills the process with SIGKILL at a named phase of the
 write: "computed" (before anything is written), "mid-write" (edit.png staged, the rest not),
@@ -37,6 +38,7 @@ from editing.errors import UserInputError
 from editing.io.grid import input_tile, make_grid
 from editing.io.images import to_pil
 from editing.io.output_dir import pid_alive
+from editing.io.png_parameters import PARAMETERS_KEY, a1111_parameters
 
 KILL_HOOK = "EDITING_KILL_AT"
 STAGING_PREFIX = ".staging-"
@@ -80,11 +82,15 @@ def _slug(text: str) -> str:
 
 
 def save_png(image: Tensor | Image.Image, path: Path, metadata: dict[str, Any]) -> None:
-    """PNG with each metadata item as a text chunk (non-strings as JSON)."""
+    """PNG with each metadata item as a text chunk (non-strings as JSON), and, when the metadata
+    has a prompt, the A1111-style `parameters` chunk."""
     pil = image if isinstance(image, Image.Image) else to_pil(image)
     info = PngImagePlugin.PngInfo()
     for key, value in metadata.items():
         info.add_text(key, value if isinstance(value, str) else json.dumps(value, default=str))
+    parameters = a1111_parameters(metadata, pil.size)
+    if parameters is not None and PARAMETERS_KEY not in metadata:
+        info.add_text(PARAMETERS_KEY, parameters)
     pil.save(path, pnginfo=info)
 
 
