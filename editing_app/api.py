@@ -25,7 +25,8 @@ Everything runs through what train.py and edit.py run, with the same defaults an
 Images are PIL images or paths, preprocessed as on the command line (`editing.io.images`: RGB,
 shorter side resized to the model resolution, centre crop); results are PIL images at the model's
 resolution (the SR resolution on a cascade). A bad input raises `editing.errors.UserInputError`
-with the same one-line message the command line prints, before anything is written.
+with the same one-line message the command line prints, before anything is written. Edits write
+nothing unless asked (`EditOutput.save`); `train` writes its artifacts into a folder (`.folder`).
 """
 
 from __future__ import annotations
@@ -402,7 +403,10 @@ def edit(
     sr: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> EditOutput:
-    """Edit an image with one method (`edit.py method=<method>`); nothing is written.
+    """Edit an image with one method (`edit.py method=<method>`).
+
+    Nothing is written (`EditOutput.save` writes edit.py's files), except Direct Inversion's
+    inversion cache when `checkpoint_dir` is given, as on the command line.
 
     Args:
         model: from `load_model` (or a `DiffusionModel`); the edit runs on its device.
