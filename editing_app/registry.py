@@ -11,6 +11,7 @@ and the tests ask here rather than keeping their own lists.
     editor_class(name)               the `_target_` class, imported
     editor_defaults(name)            {setting: default} of the editor's dataclass
     build_editor(name, overrides)    compose `edit` with method=<name> + overrides, instantiate
+    instantiate_editor(method_cfg)   the editor of a composed `cfg.method`, bad settings one line
     train_stages()                   evaluate.yaml's {method: {stage, when}}
     required_stage(method_cfg, ...)  the stage a configured method needs first, or None
     stage_names()                    the stems of configs/stage/*.yaml
@@ -35,6 +36,7 @@ __all__ = [
     "build_editor",
     "editor_class",
     "editor_defaults",
+    "instantiate_editor",
     "method_names",
     "method_yaml",
     "required_stage",
@@ -91,13 +93,19 @@ def build_editor(name: str, overrides: Sequence[str] = ()):
     """The editor of `edit.py method=<name> *overrides` (the `edit` config composed, then
     `hydra.utils.instantiate(cfg.method)`); `overrides` are Hydra overrides, e.g.
     `["method.eta=0.8", "clip=none"]`. Bad settings raise `UserInputError`."""
+    _check(name)
+    cfg = compose_config("edit", [f"method={name}", *overrides])
+    return instantiate_editor(cfg.method)
+
+
+def instantiate_editor(method_cfg: Mapping):
+    """`hydra.utils.instantiate(method_cfg)`, the editor's own `UserInputError` (a bad setting,
+    refused by its dataclass) raised as it is rather than wrapped by Hydra."""
     import hydra
     from hydra.errors import InstantiationException
 
-    _check(name)
-    cfg = compose_config("edit", [f"method={name}", *overrides])
     try:
-        return hydra.utils.instantiate(cfg.method)
+        return hydra.utils.instantiate(method_cfg)
     except InstantiationException as err:
         if isinstance(err.__cause__, UserInputError):
             raise err.__cause__ from None

@@ -215,6 +215,7 @@ class ImagicEditor:
             stage,
             expect=expect,
             hint=f"run `python train.py stage=imagic output_dir={inputs.checkpoint_dir} ...` first",
+            loaded=inputs.artifacts,
         )
         check_weights(artifact, model)
         text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D] of this text encoder
@@ -251,6 +252,7 @@ class ImagicEditor:
             expect=expect,
             hint=f"run `python train.py stage=imagic_sr_finetune output_dir={inputs.checkpoint_dir}"
             " ...` (or stage=imagic_cascade for all stages), or edit with method.sr=pretrained",
+            loaded=inputs.artifacts,
         )
         if tuned.metadata.get("sr_weights_hash") != sr.identity.weights_hash:
             log.warning("%s was made with other SR weights than these", tuned.path)

@@ -159,6 +159,7 @@ class NullTextP2PEditor:
                 expect=expect,
                 device=model.device,
                 hint=f"run `python train.py stage=null_text image=IMG source_prompt=S output_dir={inputs.checkpoint_dir}` first",
+                loaded=inputs.artifacts,
             )
             check_weights(artifact, model)
             steps = int(artifact.number("num_inference_steps", int))

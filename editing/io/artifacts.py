@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,7 @@ def load_artifact(
     expect: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     hint: str = "",
+    loaded: Mapping[Path, Artifact] | None = None,
 ) -> Artifact:
     """Load the artifact of `stage` at `path`, refusing it if it does not match `expect`.
 
@@ -196,12 +198,21 @@ def load_artifact(
         expect: metadata the current run requires (values compared as strings), typically
             `model_metadata(model)` plus content keys such as image_sha256 or source_prompt.
         hint: how to produce the artifact, appended to the "not found" message.
+        loaded: artifacts already in memory by file path (`Inputs.artifacts`, filled by the
+            Python API so many edits share one read). When it holds `path`, that artifact is
+            used instead of reading the file: its metadata goes through the same checks, its
+            tensors were checked for NaN when it was loaded and are moved to `device`.
 
     Raises:
         UserInputError: missing/corrupt file, another stage, or any expected key that differs
             (all differences listed in one line).
     """
     path = Path(path)
+    preloaded = (loaded or {}).get(path)
+    if preloaded is not None:
+        check_metadata(path, preloaded.metadata, stage, expect)
+        tensors = {k: v.to(device) for k, v in preloaded.tensors.items()}
+        return Artifact(path=path, tensors=tensors, metadata=preloaded.metadata)
     if not path.is_file():
         raise UserInputError(f"no {stage} artifact at {path}" + (f": {hint}" if hint else ""))
     try:
@@ -209,6 +220,16 @@ def load_artifact(
         tensors = load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise UserInputError(f"{path} is not a readable safetensors artifact ({err})") from None
+    check_metadata(path, meta, stage, expect)
+    check_finite(path, tensors)
+    return Artifact(path=path, tensors=tensors, metadata=meta)
+
+
+def check_metadata(
+    path: Path, meta: Mapping[str, str], stage: str, expect: dict[str, Any] | None = None
+) -> None:
+    """Refuse an artifact of another format version or stage, or whose metadata differs from
+    `expect` (every difference named in one line)."""
     if meta.get("format_version") != FORMAT_VERSION:
         raise UserInputError(
             f"{path} has artifact format {meta.get('format_version')!r}, this version reads "
@@ -225,8 +246,6 @@ def load_artifact(
             differences.append(f"{label}: artifact has {have!r}, this run has {wanted!r}")
     if differences:
         raise UserInputError(f"{path} does not match this run ({'; '.join(differences)})")
-    check_finite(path, tensors)
-    return Artifact(path=path, tensors=tensors, metadata=meta)
 
 
 def check_weights(artifact: Artifact, model) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch import Tensor
 
+from editing.io.artifacts import Artifact
 from editing.io.images import LoadedImage
 
 
@@ -22,6 +23,10 @@ class Inputs:
         output_dir: where outputs go (train: artifacts; edit: images).
         checkpoint_dir: where artifacts are read from (edit) / written to (train).
         seed: base seed.
+        artifacts: artifacts already in memory, by file path (`checkpoint_dir/<stage>.safetensors`):
+            editors use these instead of reading the files (`load_artifact(..., loaded=...)`).
+            The Python API fills it so that one training run serves many edits; train.py and
+            edit.py leave it empty and every artifact is read from checkpoint_dir.
     """
 
     image: LoadedImage | None = None
@@ -31,3 +36,4 @@ class Inputs:
     output_dir: Path | None = None
     checkpoint_dir: Path | None = None
     seed: int = 0
+    artifacts: dict[Path, Artifact] = field(default_factory=dict)

@@ -7,7 +7,8 @@ antialiased bicubic filtering and the centre square is cropped. Images smaller t
 or larger than 2^28 pixels are refused; images smaller than the model resolution are upscaled with a
 warning. Masks are read as luminance (or alpha, for RGBA masks with transparency), thresholded at
 50 % (white = region to edit), must have the image's original size (a mismatch is refused), and go
-through the same resize/crop with nearest-neighbour sampling.
+through the same resize/crop with nearest-neighbour sampling. Images and masks are files or
+(from the Python API, `editing_app.api`) PIL images, which go through the same checks and steps.
 """
 
 from __future__ import annotations
@@ -139,14 +140,43 @@ def resize_crop(img: Image.Image, resolution: int, resample: int) -> Image.Image
     return img.crop((left, top, left + resolution, top + resolution))
 
 
+def _from_pil(img: Image.Image, what: str) -> Image.Image:
+    """An in-memory PIL image through the checks and EXIF orientation a file gets in `_open`."""
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        raise UserInputError(
+            f"{what} is {w}x{h}; downscale it to at most {MAX_PIXELS} pixels (2^28)"
+        )
+    if min(w, h) < MIN_SIDE:
+        raise UserInputError(f"{what} is only {w}x{h} pixels; give at least {MIN_SIDE}x{MIN_SIDE}")
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as err:
+        raise UserInputError(f"cannot read {what}: {err}") from None
+    return ImageOps.exif_transpose(img)
+
+
+ImageSource = str | Path | Image.Image
+"""A file path or an already opened PIL image (the Python API passes PIL images)."""
+
+
+def _open_source(source: ImageSource, what: str) -> tuple[Image.Image, str]:
+    """(image, name for messages) from a path or a PIL image; a PIL image is never modified."""
+    if isinstance(source, Image.Image):
+        name = getattr(source, "filename", "") or f"<PIL {what}>"
+        return _from_pil(source, f"{what} {name}"), name
+    return _open(source, what), str(source)
+
+
 def check_image_file(path: str | Path, what: str = "image") -> None:
     """Open and decode the file (cheap) so a bad image fails before any model is loaded."""
     _open(path, what)
 
 
-def load_image(path: str | Path, resolution: int, what: str = "image") -> LoadedImage:
-    """Load, convert to RGB, resize the shorter side to `resolution` and centre-crop."""
-    img = _open(path, what)
+def load_image(source: ImageSource, resolution: int, what: str = "image") -> LoadedImage:
+    """Load (a file, or a PIL image as given), convert to RGB, resize the shorter side to
+    `resolution` and centre-crop."""
+    img, path = _open_source(source, what)
     original = img.size
     if min(original) < resolution:
         log.warning(
@@ -173,15 +203,15 @@ def from_uint8(array: np.ndarray, path: str = "<array>", original_size=None) -> 
 
 
 def load_mask(
-    path: str | Path, image: LoadedImage, resolution: int, threshold: float = 0.5
+    source: ImageSource, image: LoadedImage, resolution: int, threshold: float = 0.5
 ) -> Tensor:
     """A binary mask [1, 1, R, R] float32 in {0, 1} (1 = edit) aligned with `image`.
 
     Any mode is accepted: RGBA masks with transparency use the alpha channel, everything else its
     luminance; pixels above `threshold` (of full scale) are 1. The mask must have the image's
-    original size.
+    original size. `source` is a file path or a PIL image.
     """
-    img = _open(path, "mask")
+    img, path = _open_source(source, "mask")
     if img.size != image.original_size:
         raise UserInputError(
             f"mask {path} is {img.size[0]}x{img.size[1]} but image {image.path} is "

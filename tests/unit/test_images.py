@@ -141,3 +141,28 @@ def test_the_project_limit_of_2_28_pixels_is_the_only_one(tmp_path):
     # far over (PIL's own guard fires at twice the limit): still the project's message
     with pytest.raises(UserInputError, match=r"downscale it to at most 268435456 pixels"):
         check_image_file(_png(tmp_path / "far.png", 30000, 30000))
+
+
+def test_a_pil_image_is_preprocessed_like_its_file(tmp_path):
+    """The Python API's PIL inputs: the same checks, orientation, resize, crop and content hash."""
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated: the file and the PIL image are both turned upright
+    rgb.save(tmp_path / "photo.jpg", exif=exif, quality=95)
+    mask = Image.new("L", (40, 56), 0)  # the size of the upright image
+    mask.paste(255, (10, 10, 30, 30))
+    mask.save(tmp_path / "mask.png")
+    with Image.open(tmp_path / "photo.jpg") as opened:
+        from_pil = load_image(opened, 32)
+        assert opened.size == (56, 40)  # not modified
+    from_file = load_image(tmp_path / "photo.jpg", 32)
+    assert from_pil.sha256 == from_file.sha256 and from_pil.original_size == (40, 56)
+    assert torch.equal(from_pil.pixels, from_file.pixels)
+    assert torch.equal(
+        load_mask(mask, from_pil, 32), load_mask(tmp_path / "mask.png", from_file, 32)
+    )
+    with pytest.raises(UserInputError, match="at least 8x8"):
+        load_image(Image.new("RGB", (4, 30)), 32)
+    with pytest.raises(UserInputError, match="give a mask of the image's size"):
+        load_mask(Image.new("L", (10, 10)), from_pil, 32)
