@@ -71,7 +71,7 @@ def pixels(image: Image.Image) -> np.ndarray:
 
 def edit_py(tmp_path: Path, overrides: list[str]) -> list[np.ndarray]:
     """edit.py's `edit` in-process with `overrides`: [edit.png, then samples/* when written]."""
-    from edit import edit
+    from editing_app.commands.edit import edit
 
     out = tmp_path / "edit_py"
     path = edit(compose_config("edit", [*overrides, f"output_dir={out}"]))

@@ -1,4 +1,4 @@
-"""`python -m editing_app.export_unet`: the fine-tuned UNet as a diffusers folder that
+"""`python -m editing_app.commands.export_unet`: the fine-tuned UNet as a diffusers folder that
 `UNet2DConditionModel.from_pretrained` loads with the fine-tune's outputs; bad inputs refused in
 one line with nothing written."""
 
@@ -18,7 +18,7 @@ from demo_world.tiny import build_tiny_model
 from editing.errors import UserInputError
 from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
-from editing_app.export_unet import export_unet, parse_arguments
+from editing_app.commands.export_unet import export_unet, parse_arguments
 from lightning_modules.imagic import ImagicEmbedStage, ImagicFinetuneStage
 
 
@@ -123,14 +123,22 @@ def test_the_command_line_says_one_line_and_exits_2(full_run, tmp_path):
     _, ckpt = full_run
     out = tmp_path / "unet"
     r = run(
-        "-m", "editing_app.export_unet", f"checkpoint_dir={ckpt}", f"out={out}", "base_model=nope"
+        "-m",
+        "editing_app.commands.export_unet",
+        f"checkpoint_dir={ckpt}",
+        f"out={out}",
+        "base_model=nope",
     )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("error: unknown base_model 'nope'"), lines
     assert not out.exists()
     r = run(
-        "-m", "editing_app.export_unet", f"checkpoint_dir={ckpt}", f"out={out}", "base_model=tiny"
+        "-m",
+        "editing_app.commands.export_unet",
+        f"checkpoint_dir={ckpt}",
+        f"out={out}",
+        "base_model=tiny",
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert (out / "config.json").is_file()

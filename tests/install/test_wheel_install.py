@@ -139,6 +139,7 @@ def _check_installed(python: Path, work: Path) -> None:
         "diffusion-edit",
         "diffusion-edit-evaluate",
         "diffusion-edit-demo",
+        "diffusion-edit-export-unet",
     ):
         assert (python.parent / script).is_file(), script
 

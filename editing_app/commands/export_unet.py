@@ -1,4 +1,5 @@
-"""`python -m editing_app.export_unet checkpoint_dir=D out=O [base_model=B ...] [dtype=...]`.
+"""`python -m editing_app.commands.export_unet checkpoint_dir=D out=O [base_model=B ...] [dtype=...]`
+(installed: `diffusion-edit-export-unet ...`).
 
 Writes the Imagic fine-tuned UNet of `D/imagic_finetune.safetensors` (a full fine-tune, or a LoRA
 one fused) applied to the base model's UNet as a diffusers folder O, which
@@ -19,7 +20,7 @@ from editing.errors import UserInputError
 
 log = logging.getLogger("export_unet")
 
-USAGE = """usage: python -m editing_app.export_unet checkpoint_dir=D out=O [base_model=B] [base_model.<setting>=V ...]
+USAGE = """usage: python -m editing_app.commands.export_unet checkpoint_dir=D out=O [base_model=B] [base_model.<setting>=V ...]
                                        [dtype=float32|float16|bfloat16]
 
 Writes the fine-tuned UNet of D/imagic_finetune.safetensors (full or LoRA, fused) applied to the
