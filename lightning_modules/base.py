@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from editing.io.artifacts import model_metadata, save_artifact
+from editing.io.artifacts import model_metadata, save_artifact, with_input_image
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.ema import ema_decay_at, ema_update
@@ -215,8 +215,17 @@ class StageModule(Stage):
     def artifact_path(self, output_dir: str | Path) -> Path:
         return Path(output_dir) / f"{self.stage}.safetensors"
 
-    def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
+    def artifact_with_input(
+        self, full_state: dict[str, Tensor] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, str]]:
+        """`artifact()` plus the stage's input image (uint8, `INPUT_IMAGE_KEY`), which edit.py
+        shows in its grid when an edit from this artifact is given no image=."""
         tensors, metadata = self.artifact(full_state)
+        image = getattr(getattr(self, "inputs", None), "image", None)
+        return with_input_image(tensors, None if image is None else image.pixels), metadata
+
+    def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
+        tensors, metadata = self.artifact_with_input(full_state)
         return save_artifact(self.artifact_path(output_dir), tensors, metadata)
 
 

@@ -109,7 +109,7 @@ class UnetFinetune:
     def export(self, output_dir: str | Path, full_state: dict[str, Tensor] | None = None) -> Path:
         """Write the artifact (and, for LoRA, the diffusers-format adapter first: the artifact,
         written last, marks a complete export); returns the artifact's path."""
-        tensors, metadata = self.artifact(full_state)
+        tensors, metadata = self.artifact_with_input(full_state)
         if self.finetune_mode == "lora":
             lora_path = save_diffusers_lora(
                 self.diffusers_lora_folder(output_dir), tensors, self.lora

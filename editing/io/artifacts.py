@@ -164,6 +164,39 @@ class Artifact:
         return number
 
 
+INPUT_IMAGE_KEY = "input_image"
+"""The tensor of a training artifact that holds the stage's input as the model saw it, uint8
+[3, H, W]: what edit.py shows as the input of its grid when an edit from the artifact is given no
+image=."""
+
+
+def with_input_image(tensors: dict[str, Tensor], pixels: Tensor | None) -> dict[str, Tensor]:
+    """`tensors` plus `INPUT_IMAGE_KEY`: `pixels` ([1, 3, H, W] or [3, H, W] in [-1, 1]) as uint8;
+    `tensors` unchanged when there is no image."""
+    if pixels is None:
+        return tensors
+    x = pixels[0] if pixels.dim() == 4 else pixels
+    uint8 = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return {**tensors, INPUT_IMAGE_KEY: uint8.contiguous()}
+
+
+def stored_input_image(path: str | Path) -> Tensor | None:
+    """The input image kept in the artifact at `path`, [3, H, W] float32 in [-1, 1]; None when the
+    file, or the tensor in it, does not exist (artifacts written before it was kept) or the file
+    cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            names = set(f.keys())
+            if INPUT_IMAGE_KEY not in names:
+                return None
+            uint8 = f.get_tensor(INPUT_IMAGE_KEY)
+    except (SafetensorError, OSError, ValueError):
+        return None
+    return uint8.float() / 127.5 - 1.0
+
+
 def check_finite(path: Path, tensors: dict[str, Tensor]) -> None:
     """Refuse an artifact whose floating tensors hold NaN or infinite values."""
     for name, tensor in tensors.items():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
 from editing.editors.apply import apply_editor
 from editing.models.cascade import SuperResolutionSettings
@@ -70,7 +71,7 @@ def edit(cfg: DictConfig) -> Path:
     path = write_outputs(
         output_dir,
         results,
-        inputs.image.pixels[0] if inputs.image is not None else None,
+        grid_input(editor, inputs),
         OmegaConf.to_yaml(cfg, resolve=True),
         metadata,
     )
@@ -82,6 +83,22 @@ def edit(cfg: DictConfig) -> Path:
         output_dir / "grid.png",
     )
     return path
+
+
+def grid_input(editor, inputs) -> Tensor | None:
+    """The input shown first in grid.png: the image given, else the one kept in the artifact the
+    editor reads from checkpoint_dir (an edit from a trained artifact needs no image=)."""
+    from editing.io.artifacts import stored_input_image
+
+    if inputs.image is not None:
+        return inputs.image.pixels[0]
+    if inputs.checkpoint_dir is None:
+        return None
+    for stage in getattr(editor, "artifacts", ()):
+        image = stored_input_image(Path(inputs.checkpoint_dir) / f"{stage}.safetensors")
+        if image is not None:
+            return image
+    return None
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="edit", version_base=None)

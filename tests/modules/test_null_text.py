@@ -173,6 +173,11 @@ def test_bf16_mixed_keeps_the_optimisation_fp32(image_path, tmp_path):
     assert torch.isfinite(stage.losses).all()
 
 
+def to_unit(pixels: torch.Tensor) -> torch.Tensor:
+    """`pixels` in [-1, 1] through uint8 and back, as an artifact keeps an input image."""
+    return ((pixels.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1.0
+
+
 def test_train_then_edit_and_refusals(image_path, tmp_path):
     from editing_app.commands.edit import edit
     from editing_app.commands.train import train
@@ -214,6 +219,19 @@ def test_train_then_edit_and_refusals(image_path, tmp_path):
         "001_null_text_a_red_square.png",
         "002_null_text_reconstruction.png",
     ]
+    # no image= given: the grid's first cell is the input kept in the artifact, as trained on
+    import numpy as np
+    from PIL import Image
+
+    from editing.io.artifacts import stored_input_image
+    from editing.io.images import load_image, to_pil
+
+    trained_on = load_image(image_path, 32).pixels[0]
+    assert torch.equal(stored_input_image(ckpt / "null_text.safetensors"), to_unit(trained_on))
+    grid = Image.open(out / "grid.png").convert("RGB")
+    first = np.asarray(grid.crop((0, 0, 160, 160)))
+    expected = np.asarray(to_pil(trained_on).resize((160, 160), Image.Resampling.NEAREST))
+    assert np.array_equal(first, expected)
     # an inversion made for another image / caption / model is refused, naming what differs
     other = tmp_path / "other.png"
     from PIL import Image
