@@ -38,7 +38,7 @@ from editing.editors.blended_guidance import masked_clip_distance
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
-from editing.io.masks import full_size_region, downsample_mask, prepare_mask, shrinking_masks
+from editing.io.masks import downsample_mask, full_size_region, prepare_mask, shrinking_masks
 from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ def edit(cfg: DictConfig) -> Path:
     """Run the configured editing method; returns the path of edit.png."""
     import torch
 
-    from editing.io.images import check_image_file
     from editing.io.full_size import full_size_image
+    from editing.io.images import check_image_file
     from editing.io.outputs import write_outputs
 
     # 1. Cheap checks first: files, method settings, device. Only step 4 writes (the output folder
