@@ -73,7 +73,10 @@ def test_edit_writes_super_resolved_results(trained, tmp_path, sr):
     ckpt, image = trained
     path = _edit(ckpt, tmp_path / sr, f"method.sr={sr}", "method.seeds=[0,1]", f"image={image}")
     png = Image.open(path)
-    assert png.size == (32, 32) and png.text["sr"] == sr
+    # The 48x40 input keeps its aspect: an 18x14 base image (the tiny cascade's 16 px at about
+    # its pixel count) super-resolved 2x.
+    assert png.size == (36, 28) and png.text["sr"] == sr
+    assert Image.open(path.parent / "edit_full.png").size == (48, 40)
     assert len(list((tmp_path / sr / "samples").iterdir())) == 2
 
 
