@@ -51,7 +51,9 @@ from editing.editors.apply import apply_editor
 from editing.errors import UserInputError
 from editing.io.artifacts import Artifact, load_artifact, read_metadata
 from editing.io.edit_inputs import Inputs
-from editing.io.images import ImageSource, load_image, load_mask, to_pil
+from editing.io.full_size import full_size_image
+from editing.io.geometry import DEFAULT_FIT, SizeRule
+from editing.io.images import ImageSource, fit_mask, load_image, load_mask_full, to_pil
 from editing.io.outputs import EditResult, make_grid, write_outputs
 from editing.models.cascade import SuperResolutionSettings
 from editing.models.diffusion_model import DiffusionModel
@@ -246,6 +248,7 @@ def train(
     source_prompt: str = "",
     target_prompt: str = "",
     seed: int = 0,
+    image_fit: str = DEFAULT_FIT,
     output_dir: str | Path | None = None,
     trainer: Mapping[str, Any] | None = None,
     **stage_settings: Any,
@@ -258,7 +261,7 @@ def train(
         stage: a name of `stage_names()`: `null_text` (needs `source_prompt`), `imagic`,
             `imagic_demo` (sized for the demo model), `imagic_lora`, ... (need `target_prompt`).
         image: the photograph, a PIL image or a path; mask: an optional mask for it.
-        seed: the stage's seed (`seed=`).
+        seed: the stage's seed (`seed=`); image_fit: as on the command line (`image_fit=`).
         output_dir: where the artifacts are written (`D/<stage>.safetensors`, usable by edit.py
             with checkpoint_dir=D); None: a new temporary folder, kept (see `.folder`).
         trainer: `trainer.*` settings over configs/trainer/default.yaml (the trainer follows the
@@ -290,7 +293,7 @@ def train(
     validate_config(cfg)
     _check_single_device(cfg.trainer)
     trainer_follows_device(cfg, device)
-    inputs = _inputs(diffusion, image, mask, source_prompt, target_prompt, seed)
+    inputs = _inputs(diffusion, image, mask, source_prompt, target_prompt, seed, image_fit)
     # 2. The stages, in order, into the output folder (held as train.py holds it).
     from editing.io.output_dir import claim_output_dir
 
@@ -349,6 +352,8 @@ class EditOutput:
         method: the method's name.
         input: the preprocessed input image, or None.
         config: the resolved edit configuration (edit.py's config.yaml).
+        full_size: the first result at the photo's own size (edit.py's edit_full.png), or None
+            without a photo.
     """
 
     images: list[Image.Image]
@@ -359,6 +364,7 @@ class EditOutput:
     input: Image.Image | None = None
     config: str = ""
     results: list[EditResult] = field(default_factory=list, repr=False)
+    full_size: Image.Image | None = None
 
     @property
     def image(self) -> Image.Image:
@@ -372,7 +378,8 @@ class EditOutput:
         return make_grid(tiles, labels, cell=cell)
 
     def save(self, output_dir: str | Path) -> Path:
-        """Write edit.png, samples/, grid.png and config.yaml as edit.py does; returns edit.png."""
+        """Write edit.png, edit_full.png, samples/, grid.png and config.yaml as edit.py does;
+        returns edit.png."""
         from editing.io.output_dir import claim_output_dir
 
         pixels = None
@@ -380,7 +387,9 @@ class EditOutput:
             pixels = torch.from_numpy(_array(self.input)).permute(2, 0, 1).float() / 127.5 - 1
         metadata = {k: self.params[0][k] for k in ("base_model", "method") if k in self.params[0]}
         with claim_output_dir(output_dir, "editing_app.api"):
-            return write_outputs(output_dir, self.results, pixels, self.config, metadata)
+            return write_outputs(
+                output_dir, self.results, pixels, self.config, metadata, self.full_size
+            )
 
     def __repr__(self) -> str:
         size = "x".join(map(str, self.images[0].size)) if self.images else "-"
@@ -396,6 +405,7 @@ def edit(
     source_prompt: str = "",
     target_prompt: str = "",
     seed: int = 0,
+    image_fit: str = DEFAULT_FIT,
     artifact: TrainedArtifacts | None = None,
     checkpoint_dir: str | Path | None = None,
     precision: str = "32",
@@ -415,7 +425,7 @@ def edit(
         image: the photograph, a PIL image or a path (Imagic and null-text + P2P can edit from
             their artifact alone); mask: a PIL image or path of the image's size (white = edit),
             for the Blended methods.
-        source_prompt, target_prompt, seed: as on the command line.
+        source_prompt, target_prompt, seed, image_fit: as on the command line.
         artifact: what `train` (or `load_artifacts`) returned, for `null_text_p2p` and `imagic`:
             used from memory, checked against the model, image and prompt at every edit.
         checkpoint_dir: instead of `artifact`, edit.py's checkpoint_dir (artifacts read from the
@@ -476,7 +486,7 @@ def edit(
         log.warning("the mask has no effect: method=%s does not edit inside a mask", method)
     context = precision_context(cfg.precision, device)
     # 2. The inputs at the model's resolution, then the edit (edit.py's seeding and order).
-    inputs = _inputs(diffusion, image, mask, source_prompt, target_prompt, seed)
+    inputs = _inputs(diffusion, image, mask, source_prompt, target_prompt, seed, image_fit)
     inputs.checkpoint_dir = None if folder is None else Path(folder)
     if artifact is not None:
         inputs.artifacts = artifact.paths
@@ -495,6 +505,7 @@ def edit(
         input=to_pil(inputs.image.pixels) if inputs.image is not None else None,
         config=OmegaConf.to_yaml(cfg, resolve=True),
         results=results,
+        full_size=full_size_image(results[0].image, inputs, editor),
     )
 
 
@@ -527,17 +538,21 @@ def _inputs(
     source_prompt: str,
     target_prompt: str,
     seed: int,
+    image_fit: str = DEFAULT_FIT,
 ) -> Inputs:
     """`Inputs` as `inputs_from_config` builds them, from PIL images or paths."""
-    loaded = load_image(image, model.resolution) if image is not None else None
-    mask_tensor = None
+    rule = SizeRule.for_model(model, image_fit)
+    loaded = load_image(image, rule) if image is not None else None
+    mask_tensor = full_mask = None
     if mask is not None:
         if loaded is None:
             raise UserInputError("a mask was given without an image: a mask belongs to an image")
-        mask_tensor = load_mask(mask, loaded, model.resolution)
+        full_mask = load_mask_full(mask, loaded)
+        mask_tensor = fit_mask(full_mask, loaded)
     return Inputs(
         image=loaded,
         mask=mask_tensor,
+        full_mask=full_mask,
         source_prompt=source_prompt or "",
         target_prompt=target_prompt or "",
         seed=int(seed),

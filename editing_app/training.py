@@ -56,7 +56,7 @@ def build_datamodule(stage_cfg: DictConfig, module, model, inputs):
     return SingleImageDataModule(
         image=inputs.image,
         resolution=model.resolution,
-        noise_shape=model.latent_shape,
+        noise_shape=model.sample_shape(inputs.image.size if inputs.image else None),
         num_train_timesteps=model.num_train_timesteps,
         batch_size=module.batch_size,
         seed=inputs.seed,

@@ -18,6 +18,7 @@ from typing import Any
 
 from editing.editors import settings
 from editing.errors import UserInputError
+from editing.io.geometry import FITS
 from editing_app.cpu_threads import check_cpu_threads
 from editing_app.runtime import AUTOCAST_DTYPES, resolve_device
 
@@ -185,6 +186,8 @@ TOP_RULES: dict[str, Rule] = {
     "target_prompt": Rule("text"),
     "image": Rule("text", optional=True),
     "mask": Rule("text", optional=True),
+    "image_fit": Rule("choice", options=FITS),
+    "output_full_size": Rule("bool"),
     "output_dir": Rule("text"),
     "checkpoint_dir": Rule("text", optional=True),
     # evaluate.py

@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from editing.io.artifacts import model_metadata, save_artifact, with_input_image
+from editing.io.artifacts import image_metadata, model_metadata, save_artifact, with_input_image
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.ema import ema_decay_at, ema_update
@@ -169,7 +169,7 @@ class StageModule(Stage):
         return {
             "stage": self.stage,
             **model_metadata(self.model),
-            "image_sha256": image.sha256 if image is not None else "",
+            **(image_metadata(image) if image is not None else {"image_sha256": ""}),
             "source_prompt": self.inputs.source_prompt,
             "target_prompt": self.inputs.target_prompt,
             "seed": str(self.inputs.seed),

@@ -18,7 +18,13 @@ from torch import Tensor, nn
 from editing.diffusion.objectives import denoising_loss
 from editing.editors.imagic import sample_interpolations
 from editing.errors import UserInputError, require_text
-from editing.io.artifacts import check_weights, load_artifact, make_metadata, model_metadata
+from editing.io.artifacts import (
+    check_weights,
+    image_metadata,
+    load_artifact,
+    make_metadata,
+    model_metadata,
+)
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import DEFAULT_LORA_TARGETS
@@ -75,7 +81,7 @@ class _ImagicStage(StageModule):
                 "optimizer": self.optimizer_name,
                 **extra,
             },
-            image_sha256=self.inputs.image.sha256,
+            **image_metadata(self.inputs.image),
             target_prompt=self.target_prompt,
             seed=self.inputs.seed,
             steps_run=self.steps_run,
@@ -126,7 +132,14 @@ class ImagicEmbedStage(_ImagicStage):
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
         samples = sample_interpolations(
-            self.model, self.e_tgt, self.e_opt.detach(), [0.0, 1.0], [0], num_inference_steps, 7.5
+            self.model,
+            self.e_tgt,
+            self.e_opt.detach(),
+            [0.0, 1.0],
+            [0],
+            num_inference_steps,
+            7.5,
+            size=self.inputs.image.size,
         )
         return [(f"eta={eta:g}", img) for eta, _, img in samples]
 
@@ -178,7 +191,7 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
             "imagic_embed",
             expect={
                 **model_metadata(model),
-                "image_sha256": inputs.image.sha256,
+                **image_metadata(inputs.image),
                 "target_prompt": self.target_prompt,
             },
             hint=f"run `python train.py stage=imagic_embed output_dir={folder} ...` first (or stage=imagic for both stages)",
@@ -214,6 +227,13 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
         samples = sample_interpolations(
-            self.model, self.e_tgt, self.e_opt, [0.0, 0.7, 1.0], [0], num_inference_steps, 7.5
+            self.model,
+            self.e_tgt,
+            self.e_opt,
+            [0.0, 0.7, 1.0],
+            [0],
+            num_inference_steps,
+            7.5,
+            size=self.inputs.image.size,
         )
         return [(f"eta={eta:g}", img) for eta, _, img in samples]

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from editing.diffusion.objectives import denoising_loss
 from editing.errors import UserInputError, require_text
-from editing.io.artifacts import make_metadata
+from editing.io.artifacts import image_metadata, make_metadata
 from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
 from editing.models.cascade import require_sr, sr_metadata, super_resolve
@@ -104,7 +104,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         self.register_buffer("uncond", model.encode_prompt([""]), persistent=False)
         # 2. The pair: the input at the base resolution (as the base stages see it) and at the SR
         #    resolution, both preprocessed from the original file by `load_image`.
-        high = self._high_res(inputs, sr.resolution)
+        high = self._high_res(inputs, model)
         self.high_sha256 = high.sha256
         self.register_buffer("x_low", inputs.image.pixels.clone(), persistent=False)
         self.register_buffer("x_high", high.pixels.clone(), persistent=False)
@@ -120,12 +120,17 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         )
 
     @staticmethod
-    def _high_res(inputs: Inputs, resolution: int):
+    def _high_res(inputs: Inputs, model: DiffusionModel):
+        """The input at the SR stage's size: the base geometry scaled by the cascade's factor
+        (a square crop of the SR side for images without a geometry)."""
+        image, f = inputs.image, model.sr_factor
+        geometry = image.geometry.scaled(f) if image.geometry is not None else None
+        side = image.size[0] * f
         try:
-            return load_image(inputs.image.path, resolution)
+            return load_image(image.path, side, geometry=geometry)
         except UserInputError as err:
             raise UserInputError(
-                f"stage=imagic_sr_finetune reads the input file again at {resolution} px: {err}"
+                f"stage=imagic_sr_finetune reads the input file again at {side} px: {err}"
             ) from None
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -137,7 +142,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
             self.global_rank,
             int(batch["step"]),
             b,
-            sr.latent_shape,
+            sr.sample_shape(tuple(self.x_high.shape[-2:])),
             sr.num_train_timesteps,
         )
         # 2. u_s: the upsampled low-res input noised to the inference augmentation level.
@@ -164,7 +169,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
             self.stage,
             self.base,
             hparams=hparams,
-            image_sha256=self.inputs.image.sha256,
+            **image_metadata(self.inputs.image),
             sr_image_sha256=self.high_sha256,
             target_prompt=self.target_prompt,
             seed=self.inputs.seed,
@@ -186,5 +191,6 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
             num_inference_steps,
             4.0,
             self.noise_level,
+            size=tuple(self.x_high.shape[-2:]),
         )
         return [("input", self.x_high[0].cpu()), ("SR(e_tgt)", image[0])]

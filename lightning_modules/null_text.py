@@ -20,7 +20,7 @@ from editing.inversion.null_text import (
     guided_step_cond,
     optimize_step,
 )
-from editing.io.artifacts import make_metadata
+from editing.io.artifacts import image_metadata, make_metadata
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from lightning_modules.base import StageModule, log_if_due
@@ -93,7 +93,7 @@ class NullTextStage(StageModule):
             slope=float(early_stop_slope),
         )
         self.schedule = make_schedule(model.scheduler, self.num_inference_steps)
-        n, shape = self.num_inference_steps, model.latent_shape
+        n, shape = self.num_inference_steps, model.sample_shape(inputs.image.size)
         cond = model.encode_prompt([self.source_prompt], "source_prompt")
         self.register_buffer("cond", cond)
         self.register_buffer("image_pixels", inputs.image.pixels.clone(), persistent=False)
@@ -233,7 +233,7 @@ class NullTextStage(StageModule):
                 "early_stop_slope": s.slope,
                 "null_mode": self.null_mode,
             },
-            image_sha256=self.inputs.image.sha256,
+            **image_metadata(self.inputs.image),
             source_prompt=self.source_prompt,
             num_inference_steps=self.num_inference_steps,
             guidance_scale=s.guidance_scale,

@@ -57,7 +57,7 @@ from editing.editors.blended_guidance import (
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
-from editing.io.masks import prepare_mask
+from editing.io.masks import full_size_region, prepare_mask
 from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
@@ -280,6 +280,9 @@ class BlendedEditor:
     invert_mask: bool = False
     # Grow the mask by N pixels (project choice).
     dilate: int = 0
+    # edit_full.png: the edge of the pasted-back photo softened over N px at full resolution
+    # (0: a hard edge; project choice).
+    feather: int = 0
     # Paste the source outside the mask at the end (R `enforce_background`).
     enforce_background: bool = True
     # Blend with the source noised to t rather than t-1, as R's `postprocess_fn` (P: off).
@@ -304,6 +307,7 @@ class BlendedEditor:
         self.num_candidates = settings.integer(self.num_candidates, "num_candidates", 1)
         self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
         self.dilate = settings.integer(self.dilate, "dilate", 0)
+        self.feather = settings.integer(self.feather, "feather", 0, 4096)
         for key in ("text_condition", "invert_mask", "enforce_background"):
             setattr(self, key, settings.flag(getattr(self, key), key))
         self.reference_background_level = settings.flag(
@@ -314,6 +318,10 @@ class BlendedEditor:
     def clip(self, device):
         """The guidance/ranking CLIP, loaded once (clear error when none is configured)."""
         return cached_clip(self, device)
+
+    def full_size_region(self, inputs: Inputs) -> Tensor | None:
+        """The edited region at the photo's size (`editing.io.full_size`)."""
+        return full_size_region(inputs.full_mask, inputs.mask, self.invert_mask, self.dilate)
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
         # 1. Checks: pixel model, image, mask, prompt, schedule length.

@@ -38,7 +38,7 @@ from editing.editors.blended_guidance import masked_clip_distance
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
-from editing.io.masks import downsample_mask, prepare_mask, shrinking_masks
+from editing.io.masks import downsample_mask, full_size_region, prepare_mask, shrinking_masks
 from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,9 @@ class BlendedLatentEditor:
     # As method=blended: edit outside the mask; grow the (pixel) mask by N pixels.
     invert_mask: bool = False
     dilate: int = 0
+    # edit_full.png: the edge of the pasted-back photo softened over N px at full resolution
+    # (0: a hard edge; project choice).
+    feather: int = 0
     # The CLIP for ranking: `clip.path` / `clip.name` of the top-level config.
     clip_path: str | None = None
     clip_name: str | None = None
@@ -106,6 +109,7 @@ class BlendedLatentEditor:
         self.rank_with_clip = settings.flag(self.rank_with_clip, "rank_with_clip")
         self.invert_mask = settings.flag(self.invert_mask, "invert_mask")
         self.dilate = settings.integer(self.dilate, "dilate", 0)
+        self.feather = settings.integer(self.feather, "feather", 0, 4096)
         self.callback = None
         self._clip = None
 
@@ -155,6 +159,10 @@ class BlendedLatentEditor:
             after_step=blend,
             start=start,
         )
+
+    def full_size_region(self, inputs: Inputs) -> Tensor | None:
+        """The edited region at the photo's size (`editing.io.full_size`)."""
+        return full_size_region(inputs.full_mask, inputs.mask, self.invert_mask, self.dilate)
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
         # 1. Checks: latent model, image, mask, prompt.

@@ -328,7 +328,7 @@ class DirectInversionEditor:
         for begin in range(0, len(combos), self.batch_size):
             chunk = combos[begin : begin + self.batch_size]
             if self.start == "noise":
-                x_T = initial_noise([seed for *_, seed in chunk], model.latent_shape, device)
+                x_T = initial_noise([seed for *_, seed in chunk], record.x_T.shape[1:], device)
             else:
                 x_T = record.x_T.expand(len(chunk), *record.x_T.shape[1:])
             z0 = direct_inversion_sample(

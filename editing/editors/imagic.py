@@ -31,13 +31,21 @@ from editing.diffusion.noise import initial_noise
 from editing.diffusion.sampling import sample
 from editing.editors import settings
 from editing.errors import UserInputError
-from editing.io.artifacts import Artifact, check_weights, load_artifact, model_metadata
+from editing.io.artifacts import (
+    Artifact,
+    check_weights,
+    image_metadata,
+    load_artifact,
+    model_metadata,
+    working_size,
+)
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
 from editing.models.cascade import (
     SR_CHOICES,
     require_sr,
     sr_metadata,
+    sr_size,
     super_resolve,
     upscale_output,
 )
@@ -67,8 +75,10 @@ def sample_interpolations(
     batch_size: int = 8,
     progress: bool = False,
     clip_x0: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> list[tuple[float, int, Tensor]]:
-    """Images [3, H, W] in [-1, 1] for every (eta, seed), in eta-major order.
+    """Images [3, H, W] in [-1, 1] for every (eta, seed), in eta-major order; (H, W) = `size`,
+    the working size the embedding was fitted at (default: the model's square).
 
     Samples are batched `batch_size` at a time; each seed's x_T does not depend on the batching.
     """
@@ -81,7 +91,7 @@ def sample_interpolations(
         chunk = combos[start : start + batch_size]
         # 1. Interpolated conditions and per-seed initial noise.
         cond = torch.cat([interpolate(e_tgt, e_opt, eta) for eta, _ in chunk])
-        x_T = initial_noise([seed for _, seed in chunk], model.latent_shape, device)
+        x_T = initial_noise([seed for _, seed in chunk], model.sample_shape(size), device)
         # 2. Guided DDIM sampling of the (fine-tuned) model.
         z0 = sample(
             model, cond, x_T, num_inference_steps, guidance_scale, uncond, progress, clip_x0
@@ -209,7 +219,7 @@ class ImagicEditor:
         stage = "imagic_finetune" if self.finetuned else "imagic_embed"
         expect = model_metadata(model)
         if inputs.image is not None:
-            expect["image_sha256"] = inputs.image.sha256
+            expect.update(image_metadata(inputs.image))
         artifact = load_artifact(
             inputs.checkpoint_dir / f"{stage}.safetensors",
             stage,
@@ -245,7 +255,8 @@ class ImagicEditor:
             return mode, (sr if mode == "pretrained" else None), level
         identity = {k: v for k, v in sr_metadata(sr).items() if k != "sr_weights_hash"}
         expect = {**model_metadata(model), **identity}
-        expect.update({k: artifact.metadata.get(k, "") for k in ("image_sha256", "target_prompt")})
+        facts = ("image_sha256", "working_size", "target_prompt")
+        expect.update({k: artifact.metadata.get(k, "") for k in facts})
         tuned = load_artifact(
             inputs.checkpoint_dir / "imagic_sr_finetune.safetensors",
             "imagic_sr_finetune",
@@ -283,6 +294,7 @@ class ImagicEditor:
             self.batch_size,
             progress=True,
             clip_x0=self.clips_x0(model),
+            size=working_size(artifact.metadata, model, artifact.path),
         )
         # 3. Cascades: super-resolve each sample with e_tgt (paper), or upsample it (sr=none).
         if sr_mode is not None:
@@ -331,7 +343,7 @@ class ImagicEditor:
         """Base samples [(eta, seed, [3, h, w])] -> the same at the SR resolution."""
         if mode == "none":
             return [
-                (eta, seed, upscale_output(img[None], model.sr.resolution)[0])
+                (eta, seed, upscale_output(img[None], sr_size(model, img.shape[-2:]))[0])
                 for eta, seed, img in samples
             ]
         e_tgt = artifact["e_tgt"]
@@ -351,6 +363,7 @@ class ImagicEditor:
                 self.sr_guidance_scale,
                 level,
                 progress=True,
+                size=sr_size(model, low.shape[-2:]),
             )
             out += [(eta, seed, img) for (eta, seed, _), img in zip(chunk, high)]
         return out

@@ -33,7 +33,13 @@ from editing.editors import settings
 from editing.editors.p2p_sampling import p2p_sample
 from editing.errors import UserInputError, require_text
 from editing.inversion.ddim_inversion import invert
-from editing.io.artifacts import check_weights, load_artifact, model_metadata
+from editing.io.artifacts import (
+    check_weights,
+    image_metadata,
+    load_artifact,
+    model_metadata,
+    working_size,
+)
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
 
@@ -150,7 +156,7 @@ class NullTextP2PEditor:
                 )
             expect = model_metadata(model)
             if inputs.image is not None:
-                expect["image_sha256"] = inputs.image.sha256
+                expect.update(image_metadata(inputs.image))
             if inputs.source_prompt:
                 expect["source_prompt"] = inputs.source_prompt
             artifact = load_artifact(
@@ -166,7 +172,7 @@ class NullTextP2PEditor:
             text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D]
             artifact.require(
                 {
-                    "z_T": (1, *model.latent_shape),
+                    "z_T": (1, *model.sample_shape(working_size(artifact.metadata, model))),
                     "null_embeddings": (None, *text_shape),
                     "timesteps": (steps,),
                 }

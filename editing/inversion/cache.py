@@ -25,7 +25,13 @@ from torch import Tensor
 from editing.diffusion.ddim import DDIMSchedule, Inversion, make_schedule
 from editing.errors import UserInputError
 from editing.inversion.ddim_inversion import invert
-from editing.io.artifacts import load_artifact, make_metadata, model_metadata, save_artifact
+from editing.io.artifacts import (
+    format_size,
+    load_artifact,
+    make_metadata,
+    model_metadata,
+    save_artifact,
+)
 from editing.io.images import LoadedImage
 
 log = logging.getLogger(__name__)
@@ -40,12 +46,18 @@ def _compute_precision(model) -> str:
 
 
 def inversion_key(
-    model, image_sha256: str, inversion_prompt: str, num_inversion_steps: int
+    model,
+    image_sha256: str,
+    inversion_prompt: str,
+    num_inversion_steps: int,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, str]:
-    """The content key of an inversion artifact: every fact its tensors depend on (strings)."""
+    """The content key of an inversion artifact: every fact its tensors depend on (strings);
+    `size` is the working size (H, W) (default: the model's square)."""
     return {
         **model_metadata(model),
         "image_sha256": image_sha256,
+        "working_size": format_size(size or (model.resolution, model.resolution)),
         "inversion_prompt": inversion_prompt,
         "num_inversion_steps": str(int(num_inversion_steps)),
         "inversion_guidance_scale": "1",
@@ -79,7 +91,7 @@ def load_or_invert(
 
     Args:
         model: a `DiffusionModel`; the inversion runs on its device.
-        image: the preprocessed input image ([1, 3, R, R] pixels and their sha256).
+        image: the preprocessed input image ([1, 3, H, W] pixels and their sha256).
         inversion_prompt: the text the inversion is conditioned on ("" in the reference).
         num_inversion_steps: N, the DDIM inversion steps.
         checkpoint_dir: the cache folder, or None for no caching.
@@ -90,7 +102,7 @@ def load_or_invert(
     """
     device = model.device
     schedule = make_schedule(model.scheduler, num_inversion_steps)
-    key = inversion_key(model, image.sha256, inversion_prompt, num_inversion_steps)
+    key = inversion_key(model, image.sha256, inversion_prompt, num_inversion_steps, image.size)
     path = Path(checkpoint_dir) / f"{stage}.safetensors" if checkpoint_dir is not None else None
 
     # 1. Reuse a cached inversion whose content key matches this run exactly.
@@ -101,7 +113,8 @@ def load_or_invert(
         except UserInputError as err:
             reason = str(err)
         else:
-            reason = _check_shapes(artifact.tensors, schedule, model.latent_shape)
+            shape = model.sample_shape(image.size)
+            reason = _check_shapes(artifact.tensors, schedule, shape)
             if reason is None:
                 record = Inversion(
                     x_T=artifact["x_T"],

@@ -47,6 +47,7 @@ IDENTITY_KEYS = {
     "base_model": "base model",
     "base_model_config_hash": "base model configuration",
     "resolution": "resolution",
+    "working_size": "working size (H x W)",
 }
 
 
@@ -70,6 +71,33 @@ def model_metadata(model) -> dict[str, str]:
         "base_model_weights_hash": ident.weights_hash,
         "resolution": str(model.resolution),
     }
+
+
+def format_size(size: tuple[int, int]) -> str:
+    """(H, W) -> "HxW", the `working_size` metadata value."""
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+def image_metadata(image) -> dict[str, str]:
+    """The content facts of a `LoadedImage`: its hash and working size (H, W)."""
+    return {"image_sha256": image.sha256, "working_size": format_size(image.size)}
+
+
+def working_size(
+    metadata: Mapping[str, str], model, path: Path | str = "artifact"
+) -> tuple[int, int]:
+    """The (H, W) an artifact was made at (`working_size`; the model's square for artifacts that
+    predate the key)."""
+    text = metadata.get("working_size", "")
+    if not text:
+        return (int(model.resolution), int(model.resolution))
+    try:
+        height, width = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise UserInputError(
+            f"{path}: metadata working_size={text!r} is not HxW; re-run the stage that made it"
+        ) from None
+    return (height, width)
 
 
 def make_metadata(

@@ -17,7 +17,9 @@ class Inputs:
 
     Attributes:
         image: the preprocessed input image (None for methods that read everything from artifacts).
-        mask: [1, 1, R, R] in {0, 1} (1 = region to edit) or None.
+        mask: [1, 1, H, W] in {0, 1} (1 = region to edit) at the image's working size, or None.
+        full_mask: the same mask [1, 1, height, width] at the photo's own size (the full-size
+            output's paste-back), or None.
         source_prompt: caption of the input image ("" allowed where a method allows it).
         target_prompt: the edit text.
         output_dir: where outputs go (train: artifacts; edit: images).
@@ -31,6 +33,7 @@ class Inputs:
 
     image: LoadedImage | None = None
     mask: Tensor | None = None
+    full_mask: Tensor | None = None
     source_prompt: str = ""
     target_prompt: str = ""
     output_dir: Path | None = None

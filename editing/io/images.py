@@ -2,12 +2,15 @@
 
 Resize policy (documented in the README): an image is converted to 8-bit RGB explicitly
 (grayscale, palette, CMYK and 16-bit images are converted; 32-bit integer pixels are read as 16-bit
-values, floating-point pixels must lie in [0, 1]; an alpha channel is composited over white), its EXIF orientation is applied, its shorter side is resized to the model resolution with
-antialiased bicubic filtering and the centre square is cropped. Images smaller than 8 px on a side
-or larger than 2^28 pixels are refused; images smaller than the model resolution are upscaled with a
-warning. Masks are read as luminance (or alpha, for RGBA masks with transparency), thresholded at
-50 % (white = region to edit), must have the image's original size (a mismatch is refused), and go
-through the same resize/crop with nearest-neighbour sampling. Images and masks are files or
+values, floating-point pixels must lie in [0, 1]; an alpha channel is composited over white), its EXIF orientation is applied, and it is brought to its working size by the model's `SizeRule`
+(`editing.io.geometry`: `image_fit=aspect` keeps the aspect at about the model's pixel count,
+`center_crop` and `pad` make the model's square) with antialiased bicubic filtering. Images smaller
+than 8 px on a side or larger than 2^28 pixels are refused; images smaller than the model resolution
+are upscaled with a warning. The photo's own pixels are kept (`LoadedImage.photo`) for the
+full-size output. Masks are read as luminance (or alpha, for RGBA masks with transparency),
+thresholded at 50 % (white = region to edit), must have the image's aspect (another aspect is
+refused; a scaled mask is resized to the image's size, nearest-neighbour), and go through the same
+geometry with nearest-neighbour sampling (a pad is never edited). Images and masks are files or
 (from the Python API, `editing_app.api`) PIL images, which go through the same checks and steps.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
 from editing.errors import UserInputError
+from editing.io.geometry import Geometry, SizeRule, check_mask_aspect, resize_crop
+
+__all__ = [
+    "LoadedImage",
+    "check_image_file",
+    "from_uint8",
+    "load_image",
+    "load_mask",
+    "load_mask_full",
+    "fit_mask",
+    "read_header",
+    "resize_crop",
+    "to_pil",
+    "to_rgb",
+    "to_uint8",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +56,25 @@ class LoadedImage:
     """An input image ready for a model.
 
     Attributes:
-        pixels: [1, 3, R, R] float32 in [-1, 1] (R = model resolution).
+        pixels: [1, 3, H, W] float32 in [-1, 1] at the working size (H, W) (`size`).
         sha256: hash of the preprocessed 8-bit pixels: the content key of artifacts.
         path: where it came from; original_size: (width, height) before preprocessing.
+        geometry: how the working image was made from the photo (None for arrays given at the
+            working size, `from_uint8`).
+        photo: the photo's own 8-bit RGB pixels [height, width, 3] (None with `geometry`).
     """
 
     pixels: Tensor
     sha256: str
     path: str
     original_size: tuple[int, int]
+    geometry: Geometry | None = field(default=None, compare=False)
+    photo: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the working image."""
+        return (int(self.pixels.shape[-2]), int(self.pixels.shape[-1]))
 
 
 def read_header(path: str | Path, what: str = "image") -> Image.Image:
@@ -131,15 +160,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def resize_crop(img: Image.Image, resolution: int, resample: int) -> Image.Image:
-    w, h = img.size
-    scale = resolution / min(w, h)
-    new_w, new_h = max(resolution, round(w * scale)), max(resolution, round(h * scale))
-    img = img.resize((new_w, new_h), resample=resample, reducing_gap=None)
-    left, top = (new_w - resolution) // 2, (new_h - resolution) // 2
-    return img.crop((left, top, left + resolution, top + resolution))
-
-
 def _from_pil(img: Image.Image, what: str) -> Image.Image:
     """An in-memory PIL image through the checks and EXIF orientation a file gets in `_open`."""
     w, h = img.size
@@ -173,27 +193,51 @@ def check_image_file(path: str | Path, what: str = "image") -> None:
     _open(path, what)
 
 
-def load_image(source: ImageSource, resolution: int, what: str = "image") -> LoadedImage:
-    """Load (a file, or a PIL image as given), convert to RGB, resize the shorter side to
-    `resolution` and centre-crop."""
+def load_image(
+    source: ImageSource,
+    resolution: int | SizeRule,
+    what: str = "image",
+    geometry: Geometry | None = None,
+) -> LoadedImage:
+    """Load (a file, or a PIL image as given), convert to RGB and bring it to its working size.
+
+    Args:
+        resolution: the model's `SizeRule`, or a side R: the centre R x R crop.
+        geometry: use this geometry instead of planning one (a cascade's SR stage reads the
+            photo again at `Geometry.scaled`); it must be of this photo's size.
+    """
+    rule = (
+        resolution if isinstance(resolution, SizeRule) else SizeRule(resolution, 1, "center_crop")
+    )
     img, path = _open_source(source, what)
     original = img.size
-    if min(original) < resolution:
+    if geometry is None:
+        geometry = rule.plan(original, f"{what} {path}")
+    elif geometry.original != original:
+        raise UserInputError(
+            f"{what} {path} is {original[0]}x{original[1]}, not the "
+            f"{geometry.original[0]}x{geometry.original[1]} it was when first read"
+        )
+    if min(original) < rule.resolution:
         log.warning(
             "%s %s is %dx%d, smaller than the model resolution %d: upscaling it",
             what,
             path,
             *original,
-            resolution,
+            rule.resolution,
         )
-    if original[0] != original[1]:
-        log.info("%s %s is not square (%dx%d): centre-cropping", what, path, *original)
-    rgb = resize_crop(to_rgb(img), resolution, Image.Resampling.BICUBIC)
-    return from_uint8(np.asarray(rgb), str(path), original)
+    if original[0] != original[1] and geometry.fit != "aspect":
+        log.info("%s %s is not square (%dx%d): image_fit=%s", what, path, *original, geometry.fit)
+    rgb = to_rgb(img)
+    fitted = geometry.fit_image(rgb, Image.Resampling.BICUBIC)
+    loaded = from_uint8(np.asarray(fitted), str(path), original)
+    return LoadedImage(
+        loaded.pixels, loaded.sha256, loaded.path, loaded.original_size, geometry, np.asarray(rgb)
+    )
 
 
 def from_uint8(array: np.ndarray, path: str = "<array>", original_size=None) -> LoadedImage:
-    """A `LoadedImage` from an 8-bit RGB array [H, W, 3] already at the model resolution."""
+    """A `LoadedImage` from an 8-bit RGB array [H, W, 3] already at the working size."""
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected uint8 [H, W, 3], got {array.dtype} {array.shape}")
     digest = hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
@@ -202,28 +246,44 @@ def from_uint8(array: np.ndarray, path: str = "<array>", original_size=None) -> 
     return LoadedImage(pixels=pixels, sha256=digest, path=path, original_size=tuple(size))
 
 
-def load_mask(
-    source: ImageSource, image: LoadedImage, resolution: int, threshold: float = 0.5
-) -> Tensor:
-    """A binary mask [1, 1, R, R] float32 in {0, 1} (1 = edit) aligned with `image`.
+def load_mask_full(source: ImageSource, image: LoadedImage, threshold: float = 0.5) -> Tensor:
+    """The binary mask [1, 1, height, width] float32 in {0, 1} (1 = edit) at the photo's own size.
 
     Any mode is accepted: RGBA masks with transparency use the alpha channel, everything else its
     luminance; pixels above `threshold` (of full scale) are 1. The mask must have the image's
-    original size. `source` is a file path or a PIL image.
+    aspect; a scaled mask is resized to the image's size (nearest). `source`: a path or PIL image.
     """
     img, path = _open_source(source, "mask")
-    if img.size != image.original_size:
-        raise UserInputError(
-            f"mask {path} is {img.size[0]}x{img.size[1]} but image {image.path} is "
-            f"{image.original_size[0]}x{image.original_size[1]}: give a mask of the image's size"
-        )
+    check_mask_aspect(img.size, image.original_size, f"mask {path}", image.path)
     if img.mode in ("RGBA", "LA", "PA") and np.asarray(img.getchannel("A")).min() < 255:
         gray = img.getchannel("A")
     else:
         gray = to_rgb(img).convert("L")
-    gray = resize_crop(gray, resolution, Image.Resampling.NEAREST)
-    values = np.asarray(gray, dtype=np.float32) / 255.0
-    return torch.from_numpy((values > threshold).astype(np.float32))[None, None]
+    binary = Image.fromarray(((np.asarray(gray) / 255.0 > threshold) * 255).astype(np.uint8))
+    if binary.size != image.original_size:
+        binary = binary.resize(image.original_size, Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(binary) > 127).float()[None, None]
+
+
+def fit_mask(full: Tensor, image: LoadedImage, resolution: int | None = None) -> Tensor:
+    """A full-size mask [1, 1, height, width] -> [1, 1, H, W] at `image`'s working size, by its
+    geometry (nearest; a pad is 0), or the centre crop at `resolution` for images without one."""
+    if image.geometry is None and tuple(full.shape[-2:]) == image.size:
+        return full
+    pil = Image.fromarray((full[0, 0].numpy() * 255).astype(np.uint8), "L")
+    if image.geometry is not None:
+        pil = image.geometry.fit_image(pil, Image.Resampling.NEAREST, fill="zero")
+    else:
+        pil = resize_crop(pil, resolution or image.size[0], Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(pil) > 127).float()[None, None]
+
+
+def load_mask(
+    source: ImageSource, image: LoadedImage, resolution: int | None = None, threshold: float = 0.5
+) -> Tensor:
+    """A binary mask [1, 1, H, W] float32 in {0, 1} (1 = edit) aligned with `image`'s working
+    image (`load_mask_full`, then `fit_mask`)."""
+    return fit_mask(load_mask_full(source, image, threshold), image, resolution)
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

@@ -19,6 +19,7 @@ __all__ = [
     "check_mask",
     "dilate_mask",
     "downsample_mask",
+    "full_size_region",
     "invert_mask",
     "outpaint_canvas",
     "prepare_mask",
@@ -80,6 +81,19 @@ def prepare_mask(
         what + (" (inverted)" if invert else "") + (f" (dilated by {dilate} px)" if dilate else "")
     )
     return check_mask(mask, label)
+
+
+def full_size_region(
+    full_mask: Tensor | None, working_mask: Tensor | None, invert: bool, dilate: int
+) -> Tensor | None:
+    """The edited region at the photo's own size [1, 1, height, width]: the full-size mask
+    inverted like the working one, dilated by `dilate` working pixels scaled to full size
+    (None without a full-size mask)."""
+    if full_mask is None or working_mask is None:
+        return None
+    scale = full_mask.shape[-2] / working_mask.shape[-2]
+    region = invert_mask(full_mask) if invert else full_mask
+    return dilate_mask(region, round(int(dilate) * scale))
 
 
 def downsample_mask(mask: Tensor, size: tuple[int, int], mode: str = "nearest") -> Tensor:

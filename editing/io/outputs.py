@@ -1,7 +1,8 @@
 """Writing an edit's outputs per the command-line contract.
 
 Every edit writes into its output folder O:
-- `O/edit.png`: the first (best) result;
+- `O/edit.png`: the first (best) result, at the working size;
+- `O/edit_full.png`: the same at the photo's own size (`editing.io.full_size`), when given;
 - `O/samples/NNN_<label>.png`: every result when there are several (seeds, eta values, candidates);
 - `O/grid.png`: the input (first cell, labelled "input") beside the results, each labelled (long
   labels wrapped, `editing.io.grid`); without an input image a crossed-out cell says so;
@@ -100,8 +101,10 @@ def write_outputs(
     input_image: Tensor | None,
     config_yaml: str,
     metadata: dict[str, Any] | None = None,
+    full_image: Image.Image | None = None,
 ) -> Path:
-    """Write `results` (best first) per the contract; returns the path of edit.png."""
+    """Write `results` (best first) per the contract; returns the path of edit.png.
+    `full_image`: the first result at the photo's own size (`O/edit_full.png`), or None."""
     if not results:
         raise ValueError("no results to write")
     output_dir = Path(output_dir)
@@ -113,7 +116,7 @@ def write_outputs(
     except OSError as err:
         raise UserInputError(_write_error(output_dir, err)) from None
     try:
-        _stage(staging, results, input_image, config_yaml, metadata)
+        _stage(staging, results, input_image, config_yaml, metadata, full_image)
         kill_point("before-move")
         # Move into place: an older samples/ is moved aside first (replacing a non-empty
         # folder fails), then every staged entry replaces its older version.
@@ -146,9 +149,12 @@ def _stage(
     input_image: Tensor | None,
     config_yaml: str,
     metadata: dict[str, Any] | None,
+    full_image: Image.Image | None = None,
 ) -> None:
     common = dict(metadata or {})
     save_png(results[0].image, staging / "edit.png", {**common, **results[0].params})
+    if full_image is not None:
+        save_png(full_image, staging / "edit_full.png", {**common, **results[0].params})
     kill_point("mid-write")
     if len(results) > 1:
         (staging / "samples").mkdir()

@@ -37,17 +37,27 @@ IMAGE_CHANNELS = 3
 SR_CHOICES = ("auto", "finetuned", "pretrained", "none")
 
 
-def upsample(low_res: Tensor, size: int) -> Tensor:
-    """[B, C, h, w] -> [B, C, size, size]: the SR conditioning's upsampling (IF: bilinear with
-    align_corners=True)."""
-    return F.interpolate(low_res.float(), (size, size), mode="bilinear", align_corners=True)
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def upscale_output(images: Tensor, size: int) -> Tensor:
-    """`method.sr=none`: base outputs [B, 3, h, w] in [-1, 1] -> [B, 3, size, size], bicubic
+def upsample(low_res: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """[B, C, h, w] -> [B, C, H, W] (`size`: (H, W) or a side): the SR conditioning's upsampling
+    (IF: bilinear with align_corners=True)."""
+    return F.interpolate(low_res.float(), _pair(size), mode="bilinear", align_corners=True)
+
+
+def upscale_output(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """`method.sr=none`: base outputs [B, 3, h, w] in [-1, 1] -> [B, 3, H, W], bicubic
     (align_corners=False), clamped to [-1, 1] (bicubic overshoots at edges)."""
-    up = F.interpolate(images.float(), (size, size), mode="bicubic", align_corners=False)
+    up = F.interpolate(images.float(), _pair(size), mode="bicubic", align_corners=False)
     return up.clamp(-1, 1)
+
+
+def sr_size(model: DiffusionModel, size: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the SR stage's output for a base-stage image of `size` = (h, w)."""
+    f = model.sr_factor
+    return (int(size[0]) * f, int(size[1]) * f)
 
 
 class SuperResolutionModel(nn.Module):
@@ -113,9 +123,14 @@ class SuperResolutionModel(nn.Module):
     def sample_channels(self) -> int:
         return int(self.unet.config.in_channels) - IMAGE_CHANNELS
 
+    def sample_shape(self, size: tuple[int, int] | None = None) -> tuple[int, int, int]:
+        """(C, H, W) of the SR samples for an output of `size` (default: the native square)."""
+        height, width = size or (self.resolution, self.resolution)
+        return (self.sample_channels, int(height), int(width))
+
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        return (self.sample_channels, self.resolution, self.resolution)
+        return self.sample_shape()
 
     @property
     def identity(self) -> ModelIdentity:
@@ -154,13 +169,15 @@ class SuperResolutionModel(nn.Module):
         self, low_res: Tensor, noise: Tensor, level: int | Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """(u_s [B, C, H, W], s [B]): the upsampled low-res image [B, C, h, w] noised to level s
-        (default `self.noise_level`; an int or per-sample [B] int64) with `noise` [B, C, H, W]."""
+        (default `self.noise_level`; an int or per-sample [B] int64) with `noise` [B, C, H, W],
+        whose size (H, W) is the output's."""
         batch, device = low_res.shape[0], noise.device
         level = self.noise_level if level is None else level
         level = torch.as_tensor(level, dtype=torch.long, device=device)
         level = level.expand(batch) if level.dim() == 0 else level
         a_s = self.noise_alphas_cumprod.to(device)[level]
-        return add_noise(upsample(low_res.to(device), self.resolution), noise.float(), a_s), level
+        up = upsample(low_res.to(device), tuple(noise.shape[-2:]))
+        return add_noise(up, noise.float(), a_s), level
 
     def bind(self, image: Tensor, level: Tensor) -> SuperResolutionModel:
         """This model with its low-res condition fixed (shares every component)."""
@@ -263,8 +280,10 @@ def super_resolve(
     guidance_scale: float,
     noise_level: int | None = None,
     progress: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> Tensor:
-    """Super-resolve low_res [B, 3, h, w] in [-1, 1] -> [B, 3, H, W] in [-1, 1] (CPU).
+    """Super-resolve low_res [B, 3, h, w] in [-1, 1] -> [B, 3, H, W] in [-1, 1] (CPU); (H, W) =
+    `size` (`sr_size`, default the SR stage's native square).
 
     1. Per seed: x_T and eps_aug [C, H, W] from `sr_generator(seed)`.
     2. u_s = noised upsampled low-res at level s (`noise_level`, default the model's).
@@ -272,7 +291,7 @@ def super_resolve(
        x0 clipped to [-1, 1] at every step (what a pixel scheduler's `clip_sample` does).
     """
     device = sr.device
-    shape = sr.latent_shape
+    shape = sr.sample_shape(size)
     draws = [torch.randn((2, *shape), generator=sr_generator(s)) for s in seeds]
     x_T, eps_aug = torch.stack(draws).to(device).unbind(dim=1)
     level = sr.noise_level if noise_level is None else sr.check_level(noise_level)
@@ -333,6 +352,7 @@ def super_resolve_results(
             [seed],
             int(settings.num_inference_steps),
             float(settings.guidance_scale),
+            size=sr_size(model, r.image.shape[-2:]),
         )[0]
         params = {**r.params, "sr": "pretrained", "sr_noise_level": sr.noise_level}
         out.append(EditResult(image, r.label, params, r.score))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,11 @@ def _config_fingerprint(config) -> dict:
     d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     drop = {"transformers_version", "architectures", "dtype", "torch_dtype", "use_cache"}
     return {k: v for k, v in sorted(d.items()) if not k.startswith("_") and k not in drop}
+
+
+def unet_downsampling(unet: nn.Module) -> int:
+    """How many times a UNet halves its input: 2^(down blocks - 1) (the last block keeps its size)."""
+    return 2 ** (len(unet.config.down_block_types) - 1)
 
 
 class DiffusionModel(nn.Module):
@@ -133,10 +139,32 @@ class DiffusionModel(nn.Module):
         return int(self.unet.config.out_channels) == 2 * self.sample_channels
 
     @property
+    def size_multiple(self) -> int:
+        """Every working side (pixels) must be a multiple of this: the VAE factor x the UNet's
+        downsampling (SD 1.x/2.x: 8 x 8 = 64), and, on a cascade, what makes the SR stage's side
+        (x `sr_factor`) a multiple of its own UNet's downsampling."""
+        multiple = self.vae_scale_factor * unet_downsampling(self.unet)
+        if self.sr is not None:
+            sr_multiple = unet_downsampling(self.sr.unet)
+            multiple = math.lcm(multiple, sr_multiple // math.gcd(sr_multiple, self.sr_factor))
+        return multiple
+
+    @property
+    def sr_factor(self) -> int:
+        """The SR stage's side / this model's side (a cascade's upscaling factor)."""
+        return max(1, round(self.sr.resolution / self.resolution))
+
+    def sample_shape(self, size: tuple[int, int] | None = None) -> tuple[int, int, int]:
+        """(C, h, w) of the samples the UNet denoises for a working image of `size` = (H, W)
+        pixels (default: the square native resolution)."""
+        height, width = size or (self.resolution, self.resolution)
+        f = self.vae_scale_factor
+        return (self.sample_channels, height // f, width // f)
+
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
-        """(C, h, w) of the samples the UNet denoises."""
-        side = self.resolution // self.vae_scale_factor
-        return (self.sample_channels, side, side)
+        """(C, h, w) of the samples the UNet denoises at the native (square) resolution."""
+        return self.sample_shape()
 
     @property
     def max_prompt_tokens(self) -> int:

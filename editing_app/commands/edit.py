@@ -37,6 +37,7 @@ def edit(cfg: DictConfig) -> Path:
     """Run the configured editing method; returns the path of edit.png."""
     import torch
 
+    from editing.io.full_size import full_size_image
     from editing.io.images import check_image_file
     from editing.io.outputs import write_outputs
 
@@ -68,12 +69,14 @@ def edit(cfg: DictConfig) -> Path:
 
     # 4. Outputs per the command-line contract.
     metadata = {"base_model": model.identity.name, "method": cfg.method.get("name", "")}
+    full = full_size_image(results[0].image, inputs, editor) if cfg.output_full_size else None
     path = write_outputs(
         output_dir,
         results,
         grid_input(editor, inputs),
         OmegaConf.to_yaml(cfg, resolve=True),
         metadata,
+        full,
     )
     log.info(
         "wrote %s (%d result%s) and %s",

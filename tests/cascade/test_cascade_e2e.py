@@ -36,6 +36,7 @@ def trained(tmp_path_factory):
             *QUICK,
             "stage=imagic_cascade",
             f"image={image}",
+            "image_fit=center_crop",  # these tests compare square crops (tests/geometry: others)
             "target_prompt=a red circle",
             f"output_dir={folder / 'D'}",
             "trainer.max_steps=2",
@@ -62,6 +63,7 @@ def _edit(ckpt, out, *overrides):
             f"output_dir={out}",
             "method.num_inference_steps=3",
             "method.sr_num_inference_steps=3",
+            "image_fit=center_crop",
             *overrides,
         ],
     )
@@ -74,6 +76,7 @@ def test_edit_writes_super_resolved_results(trained, tmp_path, sr):
     path = _edit(ckpt, tmp_path / sr, f"method.sr={sr}", "method.seeds=[0,1]", f"image={image}")
     png = Image.open(path)
     assert png.size == (32, 32) and png.text["sr"] == sr
+    assert Image.open(path.parent / "edit_full.png").size == (48, 40)
     assert len(list((tmp_path / sr / "samples").iterdir())) == 2
 
 
