@@ -243,6 +243,20 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def aligned(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """CPU tensors read from a file copied, one at a time, into memory of their own.
+
+    A file's tensors sit at offsets that depend on the header's length and the tensors before
+    them; CPU kernels (oneDNN, MKL) take other code paths for memory that is not 64-byte aligned,
+    and their float results then differ in the last bits. A copy is aligned, so an edit from an
+    artifact computes exactly what the trained module computed, whatever the file's layout.
+    """
+    for key in list(tensors):
+        if tensors[key].device.type == "cpu":
+            tensors[key] = tensors[key].clone()
+    return tensors
+
+
 def load_artifact(
     path: str | Path,
     stage: str,
@@ -283,7 +297,7 @@ def load_artifact(
         raise UserInputError(f"{path} is not a readable safetensors artifact ({err})") from None
     check_metadata(path, meta, stage, expect)
     check_finite(path, tensors)
-    return Artifact(path=path, tensors=tensors, metadata=meta)
+    return Artifact(path=path, tensors=aligned(tensors), metadata=meta)
 
 
 def check_metadata(
