@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from editing.editors import settings
+from editing.errors import UserInputError
 
 __all__ = ["PRESETS", "Preset", "resolve_preset"]
 
@@ -56,4 +57,6 @@ def resolve_preset(
     skip_timesteps = settings.integer(skip_timesteps, "skip_timesteps", 0, num_timesteps - 1)
     if invert_mask is None:
         invert_mask = PRESETS[preset].invert_mask
+    if not isinstance(invert_mask, bool) and invert_mask not in (0, 1):  # e.g. a stray number
+        raise UserInputError(f"method.invert_mask must be true or false, got {invert_mask!r}")
     return preset, skip_timesteps, settings.flag(invert_mask, "invert_mask")
