@@ -46,6 +46,7 @@ from editing.diffusion.ddpm import (
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import randn_per_sample, seeded_generators
 from editing.editors import settings
+from editing.editors.blended_extrapolation import extrapolate, parse_extrapolate
 from editing.editors.blended_guidance import (
     ExtendingAugmentations,
     background_loss,
@@ -54,6 +55,7 @@ from editing.editors.blended_guidance import (
     range_loss,
     resize_for_clip,
 )
+from editing.editors.blended_presets import resolve_preset
 from editing.editors.candidates import cached_clip, candidate_seeds, paste_outside, ranked_results
 from editing.errors import UserInputError, require_text
 from editing.io.edit_inputs import Inputs
@@ -256,8 +258,10 @@ class BlendedEditor:
     sampler: str = "ddpm"
     # Respaced DDPM steps of the 1000 training steps (R).
     num_timesteps: int = 100
-    # Steps skipped at the noisy end: start from the input noised to step 75 of 100 (R).
-    skip_timesteps: int = 25
+    # The paper's application presets: "none" | "scribble" | "background" (`blended_presets`).
+    preset: str = "none"
+    # Steps skipped at the noisy end; None: the preset's (none: 25 of 100, k = 75, R).
+    skip_timesteps: int | None = None
     # DDPM Sigma: "learned" (the model's own, improved DDPM's interpolation between beta~ and
     # beta, for models that predict it, as R's ADM; fixed small otherwise) | "small" (posterior
     # beta~) | "large" (beta) (P, R: the model's learned Sigma).
@@ -276,8 +280,8 @@ class BlendedEditor:
     batch_size: int = 4
     # Condition a text model on the target prompt too (P: "", the unconditional model).
     text_condition: bool = False
-    # Edit outside the mask (background replacement) (project choice).
-    invert_mask: bool = False
+    # Edit outside the mask (background replacement); None: the preset's (project choice).
+    invert_mask: bool | None = None
     # Grow the mask by N pixels (project choice).
     dilate: int = 0
     # edit_full.png: the edge of the pasted-back photo softened over N px at full resolution
@@ -287,6 +291,10 @@ class BlendedEditor:
     enforce_background: bool = True
     # Blend with the source noised to t rather than t-1, as R's `postprocess_fn` (P: off).
     reference_background_level: bool = False
+    # Progressive extrapolation "<right|left|up|down>:<shifts>" or "none" (P application).
+    extrapolate: str = "none"
+    # Its final pass: each new strip re-noised to this fraction of the chain (0: no final pass).
+    extrapolate_final: float = 0.25
     # The CLIP: `clip.path` / `clip.name` of the top-level config (project choice).
     clip_path: str | None = None
     clip_name: str | None = None
@@ -298,8 +306,8 @@ class BlendedEditor:
         self.sampler = settings.choice(self.sampler, "sampler", ("ddpm", "ddim"))
         self.variance = settings.choice(self.variance, "variance", ("learned", "small", "large"))
         self.num_timesteps = settings.integer(self.num_timesteps, "num_timesteps", 1, 1000)
-        self.skip_timesteps = settings.integer(
-            self.skip_timesteps, "skip_timesteps", 0, self.num_timesteps - 1
+        self.preset, self.skip_timesteps, self.invert_mask = resolve_preset(
+            self.preset, self.num_timesteps, self.skip_timesteps, self.invert_mask
         )
         for key in ("clip_guidance_lambda", "range_lambda", "background_lambda"):
             setattr(self, key, settings.number(getattr(self, key), key, 0))
@@ -308,11 +316,13 @@ class BlendedEditor:
         self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
         self.dilate = settings.integer(self.dilate, "dilate", 0)
         self.feather = settings.integer(self.feather, "feather", 0, 4096)
-        for key in ("text_condition", "invert_mask", "enforce_background"):
+        for key in ("text_condition", "enforce_background"):
             setattr(self, key, settings.flag(getattr(self, key), key))
         self.reference_background_level = settings.flag(
             self.reference_background_level, "reference_background_level"
         )
+        self.extrapolate = parse_extrapolate(self.extrapolate)
+        self.extrapolate_final = settings.number(self.extrapolate_final, "extrapolate_final", 0, 1)
         self._clip = None
 
     def clip(self, device):
@@ -324,6 +334,8 @@ class BlendedEditor:
         return full_size_region(inputs.full_mask, inputs.mask, self.invert_mask, self.dilate)
 
     def __call__(self, model, inputs: Inputs) -> list[EditResult]:
+        if self.extrapolate != "none":  # the canvas grows strip by strip: one edit per strip
+            return extrapolate(self, model, inputs)
         # 1. Checks: pixel model, image, mask, prompt, schedule length.
         if model.is_latent:
             raise UserInputError(
@@ -367,6 +379,7 @@ class BlendedEditor:
         params = {
             "method": self.name,
             "prompt": prompt,
+            "preset": self.preset,
             "algorithm": self.algorithm,
             "sampler": self.sampler,
             "num_timesteps": self.num_timesteps,

@@ -1,6 +1,6 @@
 """Labelled image grids (edit results, comparisons, training previews).
 
-Each image is scaled to a square cell and its label written below it, wrapped at word boundaries
+Each image is scaled to fit a square cell (aspect ratio kept, centred) and its label written below it, wrapped at word boundaries
 (a word wider than a cell is broken) so that no label is cut off: the label band is as tall as the
 longest wrapped label. `input_tile` is the stand-in for an input image that is not known.
 """
@@ -61,10 +61,20 @@ def input_tile(size: int = 32) -> Image.Image:
     return tile
 
 
+def _fit(img: Image.Image, cell: int) -> tuple[Image.Image, tuple[int, int]]:
+    """`img` scaled to fit a `cell` square, aspect ratio kept (nearest when enlarging), and its
+    offset in the cell (centred; a non-square image leaves white bars)."""
+    scale = cell / max(img.width, img.height)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    small = max(img.width, img.height) < cell
+    resample = Image.Resampling.NEAREST if small else Image.Resampling.LANCZOS
+    return img.resize(size, resample=resample), ((cell - size[0]) // 2, (cell - size[1]) // 2)
+
+
 def make_grid(
     images: list[Image.Image], labels: list[str], columns: int = 8, cell: int = 160
 ) -> Image.Image:
-    """Labelled grid: each image scaled to `cell` px (nearest for small images), its label wrapped
+    """Labelled grid: each image fit into `cell` px (nearest for small images), its label wrapped
     to the cell width below it; rows of `columns` cells."""
     font = _font()
     wrapped = [wrap_label(label, cell - 2 * PADDING, font) for label in labels]
@@ -75,10 +85,9 @@ def make_grid(
     grid = Image.new("RGB", (cols * cell, rows * (cell + label_h)), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
     for k, (img, label_lines) in enumerate(zip(images, wrapped)):
-        resample = Image.Resampling.NEAREST if img.width < cell else Image.Resampling.LANCZOS
-        tile = img.convert("RGB").resize((cell, cell), resample=resample)
+        tile, (dx, dy) = _fit(img.convert("RGB"), cell)
         x, y = (k % cols) * cell, (k // cols) * (cell + label_h)
-        grid.paste(tile, (x, y))
+        grid.paste(tile, (x + dx, y + dy))
         for i, line in enumerate(label_lines):
             draw.text(
                 (x + PADDING, y + cell + 1 + i * LINE_HEIGHT), line, fill=(0, 0, 0), font=font

@@ -61,3 +61,12 @@ def test_grid_png_without_an_input_keeps_a_labelled_input_cell(tmp_path):
     first = np.asarray(grid.crop((0, 0, 160, 160)))
     assert not (first == 255).all()  # a stand-in, not the white result
     assert _dark(grid.crop((0, 160, 160, grid.height)))  # its label
+
+
+def test_a_wide_image_keeps_its_aspect_ratio_in_its_cell():
+    wide = Image.new("RGB", (48, 32), (255, 0, 0))  # an extrapolated result: 1.5 : 1
+    grid = make_grid([wide], ["wide"], cell=96)
+    rgb = np.asarray(grid)
+    # 96 x 64 of red, centred: white bars of 16 px above and below, none at the sides.
+    assert (rgb[16:80, :, 0] == 255).all() and (rgb[16:80, :, 1] == 0).all()
+    assert (rgb[:16, :] == 255).all() and (rgb[80:96, :] == 255).all()
