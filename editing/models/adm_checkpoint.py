@@ -33,6 +33,8 @@ UNet runs in `base_model.dtype` (float32 by default, more precise than ADM's own
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -60,11 +62,19 @@ def load_adm_state_dict(path: str | Path) -> dict[str, Tensor]:
         raise UserInputError(f"base_model.path={str(path)!r} is not a file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled code, a corrupt or truncated file, not a torch file
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    except pickle.UnpicklingError as err:  # pickled objects other than tensors: never run
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
         raise UserInputError(
-            f"{path} is not a plain-tensor checkpoint (torch.load weights_only=True refused it: "
-            f"{reason[:200]}); only state dicts of tensors are read, never pickled objects"
+            f"{path} holds pickled objects that are not tensors{what}: refused, only plain "
+            f"tensors are read from a checkpoint (torch.load weights_only=True), never pickled code"
+        ) from None
+    except Exception as err:  # a corrupt or truncated file, or not a torch file at all
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip().split(". ")[0].splitlines()
+        reason = lines[0][:160] if lines else type(err).__name__
+        raise UserInputError(
+            f"{path} is not a readable torch checkpoint ({reason}): "
+            f"give the guided-diffusion .pt file itself"
         ) from None
     if not isinstance(state, Mapping) or not state:
         raise UserInputError(f"{path} holds a {type(state).__name__}, not a state dict of tensors")
@@ -79,11 +89,12 @@ def load_adm_state_dict(path: str | Path) -> dict[str, Tensor]:
 
 def _layout(flags: ADMFlags) -> Iterator[tuple[str, str, str]]:
     """(ADM module prefix, diffusers module prefix, kind) for every module holding weights, kind
-    one of "plain" (same parameter names), "res", "attn", "conv" (a resampling conv)."""
+    one of "plain" (same parameter names), "embedding" (weight only), "res", "attn", "conv" (a
+    resampling conv)."""
     yield "time_embed.0", "time_embedding.linear_1", "plain"
     yield "time_embed.2", "time_embedding.linear_2", "plain"
     if flags.class_cond:
-        yield "label_emb", "class_embedding", "plain"
+        yield "label_emb", "class_embedding", "embedding"
     yield "input_blocks.0.0", "conv_in", "plain"
     levels, attention = len(flags.multipliers()), flags.attention_levels()
     resample = "res" if flags.resblock_updown else "conv"
@@ -152,7 +163,11 @@ def convert_adm_state_dict(state: Mapping[str, Tensor], flags: ADMFlags) -> dict
 
     channels = flags.block_channels()
     for adm, hf, kind in _layout(flags):
-        if kind in ("plain", "conv"):
+        if kind == "embedding":
+            tensor = take(f"{adm}.weight")
+            if tensor is not None:
+                out[f"{hf}.weight"] = tensor
+        elif kind in ("plain", "conv"):
             for p in ("weight", "bias"):
                 tensor = take(f"{adm}.{p}")
                 if tensor is not None:
