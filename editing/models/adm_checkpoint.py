@@ -37,12 +37,16 @@ import pickle
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from editing.errors import UserInputError
 from editing.models.adm_flags import ADMFlags
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
 
 _RESBLOCK = {
     "in_layers.0": "norm1",
@@ -231,7 +235,7 @@ def _mismatch_message(missing: list[str], unknown: list[str], flags: ADMFlags, c
 
 def build_adm_unet(
     state: Mapping[str, Tensor], flags: ADMFlags, dtype: torch.dtype = torch.float32
-):
+) -> UNet2DModel:
     """A frozen `UNet2DModel` holding the converted weights of `state` (strict: every parameter
     of the UNet filled, every tensor shaped as the UNet's; otherwise one `UserInputError`).
 
