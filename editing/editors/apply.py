@@ -3,6 +3,7 @@ for every method rather than inside each editor."""
 
 from __future__ import annotations
 
+from editing.errors import UserInputError
 from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
 from editing.models.cascade import SuperResolutionSettings, super_resolve_results
@@ -19,7 +20,25 @@ def apply_editor(
     each one super-resolved with its own prompt (`sr` settings; default IF-II's 50 steps at
     guidance 4). Imagic super-resolves its own samples (with e_tgt and the fine-tuned SR stage);
     pixel Blended Diffusion's results stay at the base resolution, where its mask lives."""
+    check_conditioning(editor, model)
     results = editor(model, inputs)
     if not getattr(editor, "cascade_super_resolution", False):
         return results
     return super_resolve_results(model, results, inputs.seed, sr or SuperResolutionSettings())
+
+
+def check_conditioning(editor, model) -> None:
+    """Refuse, in one line, a method that conditions on text run on a model without a text
+    encoder (`model.text_conditioned` false, e.g. `base_model=adm256`). An editor says it needs
+    none with a false `text_condition` (pixel Blended Diffusion's default: CLIP guidance only)."""
+    if getattr(model, "text_conditioned", True) or not getattr(editor, "text_condition", True):
+        return
+    fix = (
+        "set method.text_condition=false"
+        if hasattr(editor, "text_condition")
+        else "use method=blended with method.text_condition=false"
+    )
+    raise UserInputError(
+        f"method={getattr(editor, 'name', type(editor).__name__)} conditions on text but base model "
+        f"{model.name!r} is unconditional (no text encoder): {fix}"
+    )

@@ -69,10 +69,14 @@ class DiffusionModel(nn.Module):
             part of `identity`: artifacts made with it record its own identity (`sr_metadata`).
     """
 
+    # False for a model without a text encoder (`editing.models.unconditional`): only methods
+    # that need no text conditioning run on it (`editing.editors.apply.check_conditioning`).
+    text_conditioned = True
+
     def __init__(
         self,
         unet: nn.Module,
-        text_encoder: nn.Module,
+        text_encoder: nn.Module | None,
         tokenizer,
         scheduler,
         vae: nn.Module | None = None,
@@ -175,7 +179,11 @@ class DiffusionModel(nn.Module):
         if self._identity is None:
             configs = {
                 "unet": _config_fingerprint(self.unet.config),
-                "text_encoder": _config_fingerprint(self.text_encoder.config),
+                "text_encoder": (
+                    _config_fingerprint(self.text_encoder.config)
+                    if self.text_encoder is not None
+                    else None
+                ),
                 "vae": _config_fingerprint(self.vae.config) if self.vae is not None else None,
                 "scheduler": _config_fingerprint(self.scheduler.config),
                 "resolution": self.resolution,
@@ -192,6 +200,8 @@ class DiffusionModel(nn.Module):
     def _fingerprint_tensors(self) -> list[Tensor]:
         params = dict(self.unet.named_parameters())
         picked = [params[k] for k in ("conv_in.weight", "conv_out.weight") if k in params]
+        if self.text_encoder is None:
+            return picked
         embeddings = self.text_encoder.get_input_embeddings().weight
         return picked + [embeddings[:16]]
 
@@ -278,15 +288,18 @@ class DiffusionModel(nn.Module):
         (IDDPM's interpolation weight, `editing.diffusion.ddpm.learned_range_variance`); None
         for a model that does not predict its variance.
         """
-        t = self._timesteps(t, x_t.shape[0])
-        dtype = self.dtype
-        out = self.unet(
-            x_t.to(dtype), t, encoder_hidden_states=emb.to(dtype), return_dict=False, **unet_kwargs
-        )[0]
+        out = self._unet_output(x_t, self._timesteps(t, x_t.shape[0]), emb, **unet_kwargs)
         if self.learned_variance:
             c = self.sample_channels
             return out[:, :c].float(), out[:, c:].float()
         return out.float(), None
+
+    def _unet_output(self, x_t: Tensor, t: Tensor, emb: Tensor, **unet_kwargs) -> Tensor:
+        """The UNet's raw output [B, C or 2C, h, w] for timesteps t [B], conditioned on emb."""
+        dtype = self.dtype
+        return self.unet(
+            x_t.to(dtype), t, encoder_hidden_states=emb.to(dtype), return_dict=False, **unet_kwargs
+        )[0]
 
     def eps(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
         """Noise prediction eps_theta(x_t, t, emb) [B, C, h, w] (fp32) for any prediction type."""
