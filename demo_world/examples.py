@@ -48,19 +48,38 @@ EXAMPLES = {
             "a small red star at the top right and a large cyan cross at the bottom left on a dark gray background"
         ],
     ),
+    # the red circle photographed wider: 4:3 landscape (48 x 36 px), for the non-square path
+    "red_circle_wide": (
+        "a large red circle in the center on a gray background",
+        [
+            "a large blue circle in the center on a gray background",
+            "a large red square in the center on a gray background",
+        ],
+    ),
 }
 
 
+# name: (render side, rows kept): rendered as a larger square, then the centre rows cropped
+WIDE = {"red_circle_wide": (48, 36)}
+
+
 def make_examples(folder: Path = EXAMPLES_DIR, resolution: int = 32, seed: int = 7) -> list[Path]:
-    """Write `<name>.png`, `<name>_mask.png` (the first object, white) and `examples.json`."""
+    """Write `<name>.png`, `<name>_mask.png` (the first object, white) and `examples.json`.
+
+    The `WIDE` examples are rendered at their own side and cropped to their rows (a landscape
+    photo); the others are `resolution`-px squares. Each example draws from its own seed
+    (`[seed, index]`), so adding one leaves the others' bytes unchanged."""
     folder.mkdir(parents=True, exist_ok=True)
     index = {}
     written = []
     for k, (name, (source, targets)) in enumerate(EXAMPLES.items()):
         scene = parse_caption(source)
         assert caption(scene) == source, (caption(scene), source)
-        image = render(scene, resolution, rng=np.random.default_rng([seed, k]), style=RenderStyle())
-        mask = object_masks(scene, resolution)[0]
+        side, rows = WIDE.get(name, (resolution, resolution))
+        image = render(scene, side, rng=np.random.default_rng([seed, k]), style=RenderStyle())
+        mask = object_masks(scene, side)[0]
+        top = (side - rows) // 2
+        image, mask = image[top : top + rows], mask[top : top + rows]
         Image.fromarray(image).save(folder / f"{name}.png")
         Image.fromarray((mask * 255).astype(np.uint8)).save(folder / f"{name}_mask.png")
         index[name] = {

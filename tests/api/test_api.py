@@ -202,11 +202,13 @@ def test_pil_images_in_any_size_are_preprocessed_like_files(example, tmp_path):
         from_pil = api.edit(model, "direct_inversion", opened, **settings)
     from_path = api.edit(model, "direct_inversion", str(IMAGE), **settings)
     assert np.array_equal(pixels(from_pil.image), pixels(from_path.image))
-    # A larger, non-square photo: resized and centre-cropped to 32x32 as the CLI does, in and out.
+    # A larger, non-square photo: brought to the working size of its aspect as the CLI does
+    # (about 32^2 pixels, sides multiples of 4: 36x28), and back to its own size in full_size.
     big = Image.open(IMAGE).convert("RGB").resize((96, 80), Image.Resampling.BICUBIC)
     big.save(tmp_path / "big.png")
     out = api.edit(model, "direct_inversion", big, **settings)
-    assert out.image.size == (32, 32) and out.input.size == (32, 32)
+    assert out.image.size == (36, 28) and out.input.size == (36, 28)
+    assert out.full_size.size == (96, 80)
     assert np.array_equal(
         pixels(out.image),
         pixels(api.edit(model, "direct_inversion", tmp_path / "big.png", **settings).image),

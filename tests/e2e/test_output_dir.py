@@ -25,7 +25,7 @@ EDIT = [
     "method.num_inference_steps=2",
     "target_prompt=a blue circle",
 ]
-OUTPUTS = ["config.yaml", "edit.png", "grid.png"]
+OUTPUTS = ["config.yaml", "edit.png", "edit_full.png", "grid.png"]
 
 
 def _edit(image_path, out, *overrides):
