@@ -14,6 +14,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.diffusion_model import DiffusionModel
+from editing.models.loading import weights_dtype
 
 
 def sd_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
@@ -101,9 +102,16 @@ def build_tiny_model(
     resolution: int = 32,
     latent: bool = True,
     prediction_type: str = "epsilon",
+    dtype: str = "float32",
 ) -> DiffusionModel:
-    """A tiny random `DiffusionModel`; its identity name records the seed and variant."""
+    """A tiny random `DiffusionModel`; its identity name records the seed and variant.
+
+    `dtype` is the weights' storage dtype, as `base_model.dtype` of a loaded model: the fp32
+    weights drawn from the seed, rounded."""
     parts = tiny_components(seed, resolution, latent, prediction_type)
+    for key in ("unet", "vae", "text_encoder"):  # not the model: its schedule buffers stay fp32
+        if parts[key] is not None:
+            parts[key].to(weights_dtype(dtype))
     variant = ("latent" if latent else "pixel") + (
         "-v" if prediction_type == "v_prediction" else ""
     )

@@ -33,13 +33,15 @@ from editing.models.diffusion_model import DiffusionModel
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""The storage dtypes of `base_model.dtype` (frozen weights; trained tensors are always fp32)."""
 
 
-def _dtype(name: str) -> torch.dtype:
-    if name not in _DTYPES:
-        raise UserInputError(f"base_model.dtype={name!r} is not one of {sorted(_DTYPES)}")
-    return _DTYPES[name]
+def weights_dtype(name: str) -> torch.dtype:
+    """The torch dtype of `base_model.dtype=name`; another name is refused in one line."""
+    if name not in WEIGHT_DTYPES:
+        raise UserInputError(f"base_model.dtype={name!r} is not one of {sorted(WEIGHT_DTYPES)}")
+    return WEIGHT_DTYPES[name]
 
 
 def _offline() -> bool:
@@ -179,7 +181,7 @@ def load_from_folder(
             f"{folder} is not a diffusers model folder (missing {', '.join(missing)}/). Give a folder "
             f"saved with save_pretrained, a hub id, or a single .safetensors checkpoint."
         )
-    torch_dtype = _dtype(dtype)
+    torch_dtype = weights_dtype(dtype)
     unet_cls = _component_class(folder, "unet", ("diffusers", "UNet2DConditionModel"))
     if not issubclass(unet_cls, UNet2DConditionModel):
         log.info("using %s as the denoiser", unet_cls.__name__)
@@ -246,7 +248,7 @@ def load_single_file(
             str(file),
             config=str(config_dir),
             local_files_only=True,
-            torch_dtype=_dtype(dtype),
+            torch_dtype=weights_dtype(dtype),
             safety_checker=None,
             requires_safety_checker=False,
         )
@@ -377,7 +379,7 @@ def load_sr_folder(
         )
     unet_cls = _component_class(folder, "unet", ("diffusers", "UNet2DConditionModel"))
     unet = unet_cls.from_pretrained(
-        folder, subfolder="unet", torch_dtype=_dtype(dtype), variant=variant
+        folder, subfolder="unet", torch_dtype=weights_dtype(dtype), variant=variant
     )
     text = base.text_encoder.config
     width = getattr(text, "d_model", None) or text.hidden_size
