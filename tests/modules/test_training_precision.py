@@ -209,8 +209,10 @@ def _eval_loss(stage, draws: int = 16) -> float:
 
 def test_imagic_finetune_under_bf16_weights_reaches_the_fp32_loss(tmp_path):
     """40 steps at lr 1e-4: an Adam step of 1e-4 is below half a bf16 ulp of any weight larger
-    than 0.026 in magnitude, so bf16-stored weights would barely move. The fp32-master run must
-    get within 10 % of the fp32 run's loss reduction."""
+    than 0.026 in magnitude, so bf16-stored weights would barely move (they got 54 % of the
+    fp32 loss reduction). The fp32-master run must end within 2 % of that reduction from the fp32
+    run's loss (measured: 0.77369 vs 0.77368 from 1.0353; the per-step rounding noise of the
+    one-step test averages out over the steps)."""
     losses = {}
     for dtype in ("float32", "bfloat16"):
         model = build_tiny_model(dtype=dtype)
@@ -220,4 +222,4 @@ def test_imagic_finetune_under_bf16_weights_reaches_the_fp32_loss(tmp_path):
         losses[dtype] = (start, _eval_loss(stage))
     (start32, end32), (start16, end16) = losses["float32"], losses["bfloat16"]
     assert end32 < 0.8 * start32, losses  # the fine-tune does something measurable
-    assert (start16 - end16) > 0.9 * (start32 - end32), losses
+    assert abs(end16 - end32) < 0.02 * (start32 - end32), losses
