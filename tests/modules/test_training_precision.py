@@ -220,6 +220,6 @@ def test_imagic_finetune_under_bf16_weights_reaches_the_fp32_loss(tmp_path):
         start = _eval_loss(stage)
         _fit(stage, model, 40, "32-true")
         losses[dtype] = (start, _eval_loss(stage))
-    (start32, end32), (start16, end16) = losses["float32"], losses["bfloat16"]
+    (start32, end32), end16 = losses["float32"], losses["bfloat16"][1]
     assert end32 < 0.8 * start32, losses  # the fine-tune does something measurable
     assert abs(end16 - end32) < 0.02 * (start32 - end32), losses
