@@ -50,10 +50,11 @@ SETTINGS = [
 ]
 
 
-def _fit(module, model, steps: int, precision: str) -> None:
-    mixed16 = precision == "16-mixed"  # the real fp16 AMP on CPU (see the module docstring)
+def _fit(module, model, steps: int, precision: str, accelerator: str = "cpu") -> None:
+    # the real fp16 AMP on CPU (see the module docstring)
+    mixed16 = precision == "16-mixed" and accelerator == "cpu"
     trainer = Trainer(
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         max_steps=steps if module.trainer_max_steps > 0 else -1,
         max_epochs=1,
@@ -112,19 +113,21 @@ def _stage(kind: str, model, out: Path, **kwargs):
     return ImagicFinetuneStage(model, _inputs(out), finetune_mode=kind.split("-")[1], **kwargs)
 
 
-def _one_step(kind: str, dtype: str, precision: str, out: Path) -> torch.Tensor:
+def _one_step(
+    kind: str, dtype: str, precision: str, out: Path, accelerator: str = "cpu"
+) -> torch.Tensor:
     """The change of every trained tensor (fp32, flattened) after one optimiser step."""
     model = build_tiny_model(dtype=dtype)
     extra = {"num_inner_steps": 1} if kind.startswith("null") else {"num_steps": 1}
     stage = _stage(kind, model, out, **extra)
     names = [n for n, p in stage.named_parameters() if p.requires_grad]
     before = {n: p.detach().float().clone() for n, p in stage.named_parameters() if n in names}
-    _fit(stage, model, 1, precision)
+    _fit(stage, model, 1, precision, accelerator)
     params = dict(stage.named_parameters())
     assert {params[n].dtype for n in names} == {torch.float32}, "trained tensors must be fp32"
     for group in stage.trainer.optimizers[0].state.values():
         assert all(v.dtype == torch.float32 for v in group.values() if v.is_floating_point())
-    return torch.cat([(params[n].detach().float() - before[n]).flatten() for n in names])
+    return torch.cat([(params[n].detach().float().cpu() - before[n]).flatten() for n in names])
 
 
 @functools.cache
@@ -147,6 +150,15 @@ def test_one_step_moves_the_trained_tensors_as_the_fp32_step(kind, dtype, precis
     assert relative < tolerance, f"{kind} {dtype} {precision}: relative difference {relative:.3f}"
     changed, changed_fp32 = (step != 0).float().mean(), (reference != 0).float().mean()
     assert changed >= changed_fp32 - 1e-3, f"only {float(changed):.1%} of the trained values moved"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["finetune-full", "null-per_step"])
+def test_fp16_weights_under_16_mixed_on_a_gpu_step_as_fp32(kind, tmp_path):
+    reference = _fp32_step(kind)
+    step = _one_step(kind, "float16", "16-mixed", tmp_path, accelerator="gpu")
+    relative = float((step - reference).norm() / reference.norm())
+    assert relative < FP16_TOLERANCE, f"{kind}: relative difference {relative:.3f}"
 
 
 def test_sr_finetune_trains_an_fp32_copy_of_a_bf16_sr_unet(tmp_path):
