@@ -214,15 +214,36 @@ class StageModule(Stage):
     """
 
     def __init__(
-        self, model: DiffusionModel, inputs: Inputs, num_steps: int, batch_size: int
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        num_steps: int,
+        batch_size: int,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.inputs = inputs
         self.num_steps = int(num_steps)
         self.batch_size = int(batch_size)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         # Checkpoints hold only the trained tensors; the frozen base is reloaded on resume.
         self.strict_loading = False
+
+    # ------------------------------------------------------------------ memory
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.gradient_checkpointing:
+            self.model.unet.enable_gradient_checkpointing()
+
+    def teardown(self, stage: str) -> None:
+        """`stage.gradient_checkpointing` recomputes each UNet block's activations in the backward
+        pass instead of keeping them (same gradients, about 30 % more compute). It is set on the
+        stage's UNet for the fit only: embedding and null-text stages share the base model's
+        UNet, which later users get back as it was."""
+        if self.gradient_checkpointing:
+            self.model.unet.disable_gradient_checkpointing()
+        super().teardown(stage)
 
     # ------------------------------------------------------------------ checkpoints and artifacts
     def _kept_keys(self) -> set[str]:
