@@ -297,6 +297,7 @@ def load_model(
     sr_name: str | None = None,
     sr_noise_level: int | None = None,
     max_prompt_tokens: int | None = None,
+    vae_tiling: bool = False,
 ) -> DiffusionModel:
     """Load a base model from a local folder, a single checkpoint file or a (cached) hub id.
 
@@ -313,8 +314,11 @@ def load_model(
             250 as DeepFloyd IF-II) as for the base.
         max_prompt_tokens: the tokenizer's padded length (DeepFloyd IF pads T5 prompts to 77,
             its T5 tokenizer says 512).
+        vae_tiling: encode and decode large images in overlapping tiles, and batches one image
+            at a time (`set_vae_tiling`).
     """
     model = _load_base(path, name, resolution, dtype, variant, revision, config)
+    set_vae_tiling(model, vae_tiling)
     if max_prompt_tokens:
         model.tokenizer.model_max_length = int(max_prompt_tokens)
     if sr_path:
@@ -322,6 +326,24 @@ def load_model(
         model.sr = load_sr_folder(
             folder, model, sr_name or _display_name(sr_path), dtype, variant, sr_noise_level
         )
+    return model
+
+
+def set_vae_tiling(model: DiffusionModel, enabled: bool) -> DiffusionModel:
+    """`base_model.vae_tiling`: the VAE encodes/decodes images larger than its tile size
+    (`vae.config.sample_size`, 512 px for SD 1.5) in overlapping tiles blended at the seams, and
+    a batch one image at a time (diffusers' `enable_tiling` / `enable_slicing`). Memory then
+    stays that of one tile however large the image. Each tile has its own normalisation
+    statistics and attention, so an image larger than a tile comes out slightly different from an
+    untiled pass (smaller images are unchanged). No effect on a pixel model."""
+    vae = model.vae
+    if vae is not None and hasattr(vae, "enable_tiling"):
+        if enabled:
+            vae.enable_tiling()
+            vae.enable_slicing()
+        else:
+            vae.disable_tiling()
+            vae.disable_slicing()
     return model
 
 

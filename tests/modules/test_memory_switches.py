@@ -68,3 +68,21 @@ def test_adam8bit_without_bitsandbytes_is_one_line():
     with pytest.raises(UserInputError, match="pip install bitsandbytes") as err:
         make_optimizer("adam8bit", [torch.nn.Parameter(torch.zeros(2))], 1e-3)
     assert "\n" not in str(err.value)
+
+
+def test_vae_tiling_decodes_a_large_latent_in_tiles():
+    from editing.models.loading import set_vae_tiling
+
+    plain = build_tiny_model()
+    tiled = build_tiny_model(vae_tiling=True)
+    assert tiled.vae.use_tiling and tiled.vae.use_slicing and not plain.vae.use_tiling
+    g = torch.Generator().manual_seed(0)
+    small, large = torch.randn(2, 4, 8, 8, generator=g), torch.randn(1, 4, 24, 24, generator=g)
+    with torch.no_grad():
+        # Up to one tile (32 px) nothing changes; slicing decodes the batch image by image.
+        torch.testing.assert_close(tiled.decode(small), plain.decode(small), rtol=0, atol=1e-5)
+        # A 96 px image goes through in overlapping tiles (each with its own normalisation
+        # statistics, so it is not the untiled result; on a random VAE not even close).
+        out = tiled.decode(large)
+    assert out.shape == (1, 3, 96, 96) and torch.isfinite(out).all()
+    assert not set_vae_tiling(tiled, False).vae.use_tiling
