@@ -52,6 +52,8 @@ def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> Dif
             pad_token_id=tokenizer.pad_token_id,
         )
     )
+    for part in (unet, vae, text_encoder):  # not the model: its schedule buffers stay fp32
+        part.to(dtype)
     model = DiffusionModel(
         unet,
         text_encoder,
@@ -61,26 +63,32 @@ def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> Dif
         name="sd15-random",
         resolution=resolution,
     )
-    return model.to(dtype=dtype).freeze()
+    return model.freeze()
 
 
 ARCHS = ("tiny", "tiny_pixel", "demo", "sd15", "adm256")
 
 
-def model_for(arch: str, resolution: int | None = None) -> DiffusionModel:
+def model_for(
+    arch: str, resolution: int | None = None, dtype: torch.dtype = torch.float32
+) -> DiffusionModel:
     """ "tiny" | "tiny_pixel" | "demo" | "sd15" | "adm256" as a frozen model with random (or
     shipped demo) weights. Pixel models: tiny_pixel, demo, adm256."""
     if arch in ("tiny", "tiny_pixel"):
         from demo_world.tiny import build_tiny_model
 
         default = 32 if arch == "tiny" else 16  # as configs/base_model/tiny*.yaml
-        return build_tiny_model(resolution=resolution or default, latent=arch == "tiny")
+        return build_tiny_model(
+            resolution=resolution or default,
+            latent=arch == "tiny",
+            dtype=str(dtype).removeprefix("torch."),
+        )
     if arch == "demo":
         from demo_world.demo_model import build_demo_model
 
         return build_demo_model().freeze()
     if arch == "sd15":
-        return sd15_model(resolution or 512)
+        return sd15_model(resolution or 512, dtype)
     if arch == "adm256":
         return adm256_model(resolution or 256)
     raise ValueError(f"unknown architecture {arch!r}")

@@ -44,7 +44,7 @@ from benchmarks.common import Row
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("imagic", "null_text", "direct_inversion", "blended")
-OPTIONAL = ("cascade",)
+OPTIONAL = ("cascade", "memory")
 
 
 @dataclass

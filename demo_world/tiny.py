@@ -14,6 +14,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.diffusion_model import DiffusionModel
+from editing.models.loading import set_vae_tiling, weights_dtype
 
 
 def sd_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
@@ -101,13 +102,21 @@ def build_tiny_model(
     resolution: int = 32,
     latent: bool = True,
     prediction_type: str = "epsilon",
+    dtype: str = "float32",
+    vae_tiling: bool = False,
 ) -> DiffusionModel:
-    """A tiny random `DiffusionModel`; its identity name records the seed and variant."""
+    """A tiny random `DiffusionModel`; its identity name records the seed and variant.
+
+    `dtype` is the weights' storage dtype, as `base_model.dtype` of a loaded model: the fp32
+    weights drawn from the seed, rounded. `vae_tiling` as `editing.models.loading.set_vae_tiling`."""
     parts = tiny_components(seed, resolution, latent, prediction_type)
+    for key in ("unet", "vae", "text_encoder"):  # not the model: its schedule buffers stay fp32
+        if parts[key] is not None:
+            parts[key].to(weights_dtype(dtype))
     variant = ("latent" if latent else "pixel") + (
         "-v" if prediction_type == "v_prediction" else ""
     )
-    return DiffusionModel(
+    model = DiffusionModel(
         parts["unet"],
         parts["text_encoder"],
         parts["tokenizer"],
@@ -115,4 +124,5 @@ def build_tiny_model(
         parts["vae"],
         name=f"{name}-{variant}-seed{seed}",
         resolution=resolution,
-    ).freeze()
+    )
+    return set_vae_tiling(model, vae_tiling).freeze()

@@ -19,6 +19,7 @@ from typing import Any
 from editing.editors import settings
 from editing.errors import UserInputError
 from editing.io.geometry import FITS
+from editing.models.loading import WEIGHT_DTYPES
 from editing_app.cpu_threads import check_cpu_threads
 from editing_app.runtime import AUTOCAST_DTYPES, resolve_device
 
@@ -212,6 +213,12 @@ METRIC_RULES: dict[str, Rule] = {
     "require_clip": Rule("bool"),
 }
 
+BASE_MODEL_RULES: dict[str, Rule] = {
+    # The storage of frozen weights; what trains stays fp32 (lightning_modules.base.fp32_trained).
+    "dtype": Rule("choice", options=tuple(WEIGHT_DTYPES)),
+    "vae_tiling": Rule("bool"),
+}
+
 SR_RULES: dict[str, Rule] = {
     "num_inference_steps": Rule("int", low=1, high=1000),
     "guidance_scale": NON_NEGATIVE,
@@ -249,6 +256,8 @@ def validate_config(cfg: Any) -> None:
     _check_node(cfg, "", TOP_RULES)
     if cfg.get("device") is not None:
         resolve_device(cfg.device)
+    if cfg.get("base_model") is not None:
+        _check_node(cfg.base_model, "base_model.", BASE_MODEL_RULES)
     if cfg.get("trainer") is not None:
         _check_trainer(cfg.trainer)
     if cfg.get("stage") is not None:

@@ -11,6 +11,10 @@ FSDP refusal of the stages that cannot be sharded.
 what is trained, never the frozen base weights) and turns its result into a safetensors artifact
 (`artifact()`).
 
+Precision (`fp32_trained`, applied by `Stage.setup`): whatever the base model's storage dtype
+(`base_model.dtype`) or the Trainer's precision, what a stage optimises is fp32 and so is its
+optimiser state; frozen weights keep their dtype.
+
 `PretrainStage` is the base of the stages that train a model from scratch on the shapes world:
 AdamW with warm-up and cosine decay, and an exponential moving average of the weights
 (`editing.models.ema`) for the stages that export one.
@@ -31,6 +35,69 @@ from editing.models.diffusion_model import DiffusionModel
 from editing.models.ema import ema_decay_at, ema_update
 
 _OPTIMIZERS = ("adam", "adamw", "adafactor", "adam8bit")
+_HALF_TRUE = ("16-true", "bf16-true")
+
+
+def fp32_trained(module: nn.Module) -> list[nn.Parameter]:
+    """Cast every parameter of `module` that requires grad to fp32, in place; return them.
+
+    The one precision rule of the training stages. A half-precision weight cannot take a small
+    update: at Imagic's fine-tune lr 5e-7 an Adam step moves a weight by about 5e-7, which is
+    below half an ulp (2**-11 relative in fp16, 2**-8 in bf16) of every fp16 weight larger than
+    about 1e-3 in magnitude (bf16: 1.3e-4), so a half-precision UNet keeps about 97 % of its
+    values per step and the fine-tune silently does almost nothing. So the trained tensors themselves are the fp32 master
+    copies: Imagic's e_opt and null-text's embeddings (created fp32), a full fine-tune's whole
+    UNet (cast up from `base_model.dtype`), LoRA adapters and the SR UNet. The optimiser is built
+    over these tensors, so its state (Adam's moments) is fp32 too.
+
+    Why not fp32 masters beside a half model that is re-cast after every step (apex O2)? For a
+    full fine-tune it holds the same bytes (half weights + fp32 masters + half grads = fp32
+    weights + fp32 grads), needs a copy-back step and loss scaling of half gradients, and a
+    checkpoint would have to hold the masters apart from the module. Training the UNet in fp32
+    keeps one set of weights, and half *compute* comes from `trainer.precision=bf16-mixed` or
+    `16-mixed` (autocast; 16-mixed adds loss scaling), as for an fp32 base. Frozen parts (text
+    encoder, VAE, a LoRA fine-tune's base weights) stay in `base_model.dtype`: that is where half
+    weights save memory. peft's LoRA layers cast their input to the adapters' dtype and the result
+    back, so fp32 adapters work inside a half UNet.
+
+    Idempotent; `Stage.setup` applies it to the whole stage before a checkpoint is restored (the
+    restored fp32 values are then never rounded) and before the optimiser is built. Saved weights
+    are cast to `stage.save_dtype` when the artifact is written.
+    """
+    trained = [p for p in module.parameters() if p.requires_grad]
+    for p in trained:
+        if p.dtype != torch.float32:
+            p.data = p.data.float()
+    return trained
+
+
+def check_training_precision(module: nn.Module, trainer) -> None:
+    """Refuse the precision settings under which training would silently lose its updates.
+
+    `trainer.precision=16-true|bf16-true` converts the whole module, trained tensors included, to
+    half precision (see `fp32_trained`). fp16 weights (`base_model.dtype=float16`) without loss
+    scaling let small gradients underflow to zero in the half backward pass (on the tiny model,
+    half of null-text's embedding gradient is exactly 0): they train only under
+    `trainer.precision=16-mixed`, whose GradScaler scales the loss (`manual_backward` does the
+    same for null-text's manual optimisation). bf16 has fp32's exponent range and needs none.
+    """
+    from editing.errors import UserInputError
+
+    precision = str(trainer.precision)
+    if precision in _HALF_TRUE:
+        dtype = "bfloat16" if precision.startswith("bf16") else "float16"
+        raise UserInputError(
+            f"trainer.precision={precision} would train half-precision weights, which lose small "
+            f"updates: use base_model.dtype={dtype} (half frozen weights, fp32 trained ones) with "
+            f"trainer.precision={precision.replace('true', 'mixed')}"
+        )
+    scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+    if not scaled and any(p.dtype == torch.float16 for p in module.parameters()):
+        raise UserInputError(
+            f"base_model.dtype=float16 needs loss scaling or small gradients underflow to zero: "
+            f"train with trainer.precision=16-mixed (a GPU; trainer.precision={precision} has none) "
+            f"or base_model.dtype=bfloat16"
+        )
 
 
 def make_optimizer(
@@ -116,6 +183,8 @@ class Stage(LightningModule):
                 f"stage={self.stage} {self.fsdp_refusal}: FSDP does not apply; "
                 f"use trainer=default, gpu or ddp"
             )
+        check_training_precision(self, self.trainer)
+        fp32_trained(self)
 
     @property
     def trainer_max_steps(self) -> int:
@@ -145,15 +214,36 @@ class StageModule(Stage):
     """
 
     def __init__(
-        self, model: DiffusionModel, inputs: Inputs, num_steps: int, batch_size: int
+        self,
+        model: DiffusionModel,
+        inputs: Inputs,
+        num_steps: int,
+        batch_size: int,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.model = model
         self.inputs = inputs
         self.num_steps = int(num_steps)
         self.batch_size = int(batch_size)
+        self.gradient_checkpointing = bool(gradient_checkpointing)
         # Checkpoints hold only the trained tensors; the frozen base is reloaded on resume.
         self.strict_loading = False
+
+    # ------------------------------------------------------------------ memory
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.gradient_checkpointing:
+            self.model.unet.enable_gradient_checkpointing()
+
+    def teardown(self, stage: str) -> None:
+        """`stage.gradient_checkpointing` recomputes each UNet block's activations in the backward
+        pass instead of keeping them (same gradients, about 30 % more compute). It is set on the
+        stage's UNet for the fit only: embedding and null-text stages share the base model's
+        UNet, which later users get back as it was."""
+        if self.gradient_checkpointing:
+            self.model.unet.disable_gradient_checkpointing()
+        super().teardown(stage)
 
     # ------------------------------------------------------------------ checkpoints and artifacts
     def _kept_keys(self) -> set[str]:

@@ -43,8 +43,9 @@ class _ImagicStage(StageModule):
         batch_size: int,
         lr: float,
         optimizer: str,
+        gradient_checkpointing: bool = False,
     ) -> None:
-        super().__init__(model, inputs, num_steps, batch_size)
+        super().__init__(model, inputs, num_steps, batch_size, gradient_checkpointing)
         if inputs.image is None:
             raise UserInputError(f"stage={self.stage} needs image=PATH")
         self.target_prompt = require_text(inputs.target_prompt, "target_prompt")
@@ -98,6 +99,8 @@ class ImagicEmbedStage(_ImagicStage):
         batch_size: (t, noise) draws per step.
         lr: Adam learning rate (paper, SD: 2e-3; public ports: 1e-3).
         optimizer: adam | adamw | adafactor | adam8bit.
+        gradient_checkpointing: recompute the frozen UNet's activations in the backward pass
+            (less memory, same gradients).
     """
 
     stage = "imagic_embed"
@@ -112,8 +115,11 @@ class ImagicEmbedStage(_ImagicStage):
         batch_size: int = 1,
         lr: float = 2e-3,
         optimizer: str = "adam",
+        gradient_checkpointing: bool = False,
     ) -> None:
-        super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
+        super().__init__(
+            model, inputs, num_steps, batch_size, lr, optimizer, gradient_checkpointing
+        )
         e_tgt = model.encode_prompt([self.target_prompt], "target_prompt")
         self.register_buffer("e_tgt", e_tgt)
         # The optimised embedding stays fp32 under any mixed precision.

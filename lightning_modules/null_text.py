@@ -46,6 +46,8 @@ class NullTextStage(StageModule):
     one Adam step (lr = `lr`, no decay, no early stop) on that joint loss, and the last sweep
     only evaluates: its losses and final latent (`z_bar`) are exactly what sampling with the
     stored embedding gives.
+    `gradient_checkpointing` recomputes the UNet's activations in the backward pass of the
+    inner steps (less memory, same gradients).
     """
 
     stage = "null_text"
@@ -66,6 +68,7 @@ class NullTextStage(StageModule):
         early_stop_slope: float = 2e-5,
         null_mode: str = "per_step",
         batch_size: int = 1,
+        gradient_checkpointing: bool = False,
     ) -> None:
         check_range(int(num_inference_steps), "stage.num_inference_steps", 1, 1000)
         check_range(int(num_inner_steps), "stage.num_inner_steps", 0)
@@ -76,7 +79,11 @@ class NullTextStage(StageModule):
         self.num_inference_steps = int(num_inference_steps)
         self.sweeps = int(num_inner_steps) + 1 if null_mode == "global" else 1
         super().__init__(
-            model, inputs, num_steps=self.num_inference_steps * self.sweeps, batch_size=1
+            model,
+            inputs,
+            num_steps=self.num_inference_steps * self.sweeps,
+            batch_size=1,
+            gradient_checkpointing=gradient_checkpointing,
         )
         if inputs.image is None:
             raise UserInputError("stage=null_text needs image=PATH")

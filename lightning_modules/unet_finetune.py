@@ -66,8 +66,7 @@ class UnetFinetune:
             add_lora(unet, lora_rank, lora_alpha, tuple(lora_targets))
         else:
             unet.requires_grad_(True)
-        if gradient_checkpointing:
-            unet.enable_gradient_checkpointing()
+        self.gradient_checkpointing = bool(gradient_checkpointing)  # applied by StageModule.setup
 
     def configure_optimizers(self):
         params = [p for p in self.model.unet.parameters() if p.requires_grad]

@@ -33,13 +33,15 @@ from editing.models.diffusion_model import DiffusionModel
 log = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""The storage dtypes of `base_model.dtype` (frozen weights; trained tensors are always fp32)."""
 
 
-def _dtype(name: str) -> torch.dtype:
-    if name not in _DTYPES:
-        raise UserInputError(f"base_model.dtype={name!r} is not one of {sorted(_DTYPES)}")
-    return _DTYPES[name]
+def weights_dtype(name: str) -> torch.dtype:
+    """The torch dtype of `base_model.dtype=name`; another name is refused in one line."""
+    if name not in WEIGHT_DTYPES:
+        raise UserInputError(f"base_model.dtype={name!r} is not one of {sorted(WEIGHT_DTYPES)}")
+    return WEIGHT_DTYPES[name]
 
 
 def _offline() -> bool:
@@ -179,7 +181,7 @@ def load_from_folder(
             f"{folder} is not a diffusers model folder (missing {', '.join(missing)}/). Give a folder "
             f"saved with save_pretrained, a hub id, or a single .safetensors checkpoint."
         )
-    torch_dtype = _dtype(dtype)
+    torch_dtype = weights_dtype(dtype)
     unet_cls = _component_class(folder, "unet", ("diffusers", "UNet2DConditionModel"))
     if not issubclass(unet_cls, UNet2DConditionModel):
         log.info("using %s as the denoiser", unet_cls.__name__)
@@ -246,7 +248,7 @@ def load_single_file(
             str(file),
             config=str(config_dir),
             local_files_only=True,
-            torch_dtype=_dtype(dtype),
+            torch_dtype=weights_dtype(dtype),
             safety_checker=None,
             requires_safety_checker=False,
         )
@@ -295,6 +297,7 @@ def load_model(
     sr_name: str | None = None,
     sr_noise_level: int | None = None,
     max_prompt_tokens: int | None = None,
+    vae_tiling: bool = False,
 ) -> DiffusionModel:
     """Load a base model from a local folder, a single checkpoint file or a (cached) hub id.
 
@@ -311,8 +314,11 @@ def load_model(
             250 as DeepFloyd IF-II) as for the base.
         max_prompt_tokens: the tokenizer's padded length (DeepFloyd IF pads T5 prompts to 77,
             its T5 tokenizer says 512).
+        vae_tiling: encode and decode large images in overlapping tiles, and batches one image
+            at a time (`set_vae_tiling`).
     """
     model = _load_base(path, name, resolution, dtype, variant, revision, config)
+    set_vae_tiling(model, vae_tiling)
     if max_prompt_tokens:
         model.tokenizer.model_max_length = int(max_prompt_tokens)
     if sr_path:
@@ -320,6 +326,24 @@ def load_model(
         model.sr = load_sr_folder(
             folder, model, sr_name or _display_name(sr_path), dtype, variant, sr_noise_level
         )
+    return model
+
+
+def set_vae_tiling(model: DiffusionModel, enabled: bool) -> DiffusionModel:
+    """`base_model.vae_tiling`: the VAE encodes/decodes images larger than its tile size
+    (`vae.config.sample_size`, 512 px for SD 1.5) in overlapping tiles blended at the seams, and
+    a batch one image at a time (diffusers' `enable_tiling` / `enable_slicing`). Memory then
+    stays that of one tile however large the image. Each tile has its own normalisation
+    statistics and attention, so an image larger than a tile comes out slightly different from an
+    untiled pass (smaller images are unchanged). No effect on a pixel model."""
+    vae = model.vae
+    if vae is not None and hasattr(vae, "enable_tiling"):
+        if enabled:
+            vae.enable_tiling()
+            vae.enable_slicing()
+        else:
+            vae.disable_tiling()
+            vae.disable_slicing()
     return model
 
 
@@ -377,7 +401,7 @@ def load_sr_folder(
         )
     unet_cls = _component_class(folder, "unet", ("diffusers", "UNet2DConditionModel"))
     unet = unet_cls.from_pretrained(
-        folder, subfolder="unet", torch_dtype=_dtype(dtype), variant=variant
+        folder, subfolder="unet", torch_dtype=weights_dtype(dtype), variant=variant
     )
     text = base.text_encoder.config
     width = getattr(text, "d_model", None) or text.hidden_size

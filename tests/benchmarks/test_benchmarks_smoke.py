@@ -95,3 +95,14 @@ def test_report_runs_every_benchmark_quick(tmp_path):
     rows = report.main(["--device", "cpu", "--quick", "--markdown", str(out)])
     assert {r.benchmark for r in rows} >= {"imagic embed", "null-text inversion", "blended latent"}
     assert "python -m benchmarks.blended --arch tiny --device cpu --quick" in out.read_text()
+
+
+def test_memory_benchmark_reports_each_switch(tmp_path):
+    from benchmarks import memory
+
+    rows = memory.main(
+        ["--device", "cpu", "--arch", "tiny", "--steps", "1", "--stages", "null-text"]
+    )
+    _check(rows, {"memory null-text"})
+    assert {r.setting for r in rows} == {"tiny none", "tiny checkpointing", "tiny half weights"}
+    assert all(r.unit == "MB" and r.extra["peak"] == "rss" for r in rows)

@@ -11,6 +11,7 @@ from editing.errors import UserInputError
 from editing_app.configs import CONFIG_DIR, compose_config
 from editing_app.registry import build_editor, editor_class, editor_defaults, method_names
 from editing_app.validation import (
+    BASE_MODEL_RULES,
     CALLBACK_RULES,
     METRIC_RULES,
     SR_RULES,
@@ -102,6 +103,24 @@ def _other_cases() -> list:
         ]
         cases += _cases(config, ["output_dir=/tmp/o"], top)
     cases += _cases("edit", ["output_dir=/tmp/o"], lambda c: [("sr.", c.sr, SR_RULES)])
+    for base in sorted((CONFIG_DIR / "base_model").glob("*.yaml")):  # the keys with a rule
+        cases += _cases(
+            "train",
+            [f"base_model={base.stem}"],
+            lambda c: (
+                [
+                    (
+                        "base_model.",
+                        OmegaConf.masked_copy(
+                            c.base_model, [k for k in BASE_MODEL_RULES if k in c.base_model]
+                        ),
+                        BASE_MODEL_RULES,
+                    )
+                ]
+                if OmegaConf.is_dict(c.base_model)
+                else []
+            ),
+        )
     cases += _cases(
         "evaluate", ["output_dir=/tmp/o"], lambda c: [("metrics.", c.metrics, METRIC_RULES)]
     )
