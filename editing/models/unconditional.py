@@ -96,7 +96,7 @@ def load_adm_model(
 
     from editing.models.adm_checkpoint import build_adm_unet, load_adm_state_dict
     from editing.models.adm_flags import ADMFlags
-    from editing.models.loading import _dtype
+    from editing.models.loading import weights_dtype
 
     if not path:
         raise UserInputError(
@@ -116,7 +116,7 @@ def load_adm_model(
             "base_model.class_cond=true: a class-conditional ADM needs a class label at every step, "
             "which no editing method here gives; use the unconditional model"
         )
-    torch_dtype = _dtype(dtype)
+    torch_dtype = weights_dtype(dtype)
     unet = build_adm_unet(load_adm_state_dict(path), adm, torch_dtype)
     scheduler = DDIMScheduler.from_config(adm.scheduler_config())
     return UnconditionalDiffusionModel(unet, scheduler, name=name, resolution=resolution).freeze()

@@ -43,7 +43,9 @@ def test_null_text_cannot_be_cut_short_silently(image_path, tmp_path):
     )
     with pytest.raises(UserInputError, match="stopped after 0 of 3 timesteps"):
         stage.artifact()
-    stage._trainer = SimpleNamespace(world_size=2, strategy=None)
+    stage._trainer = SimpleNamespace(
+        world_size=2, strategy=None, precision="32-true", precision_plugin=SimpleNamespace()
+    )
     with pytest.raises(UserInputError, match="one trajectory on one device"):
         stage.setup("fit")
 
