@@ -1,7 +1,8 @@
 """`make demo`: every editing method on a shipped example image, offline, on a CPU.
 
 Runs Imagic (reduced step counts), null-text inversion + Prompt-to-Prompt, Direct Inversion and
-Blended Diffusion on `assets/examples/red_circle.png` with the project's demo model, writes each
+Blended Diffusion on `assets/examples/red_circle.png` with the project's demo model, then Blended
+Diffusion again on the 4:3 photo `assets/examples/red_circle_wide.png`, writes each
 method's outputs under `demo_output/<method>/` and one labelled comparison grid
 `demo_output/comparison.png`, and prints where everything went and how long each step took.
 
@@ -23,12 +24,17 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXAMPLE = "red_circle"
+# The same scene photographed wider (48x36, 4:3): one more Blended edit at a non-square working
+# size, written to WIDE_FOLDER with edit_full.png at the photo's own size.
+WIDE_EXAMPLE = "red_circle_wide"
+WIDE_FOLDER = "blended_4x3"
 
 
 def plan(
-    base_model: str, quick: bool, example: dict, out: Path
+    base_model: str, quick: bool, example: dict, out: Path, wide: dict | None = None
 ) -> list[tuple[str, str, list[str]]]:
-    """(label, "train"/"edit", overrides) for every step of the demo, in order."""
+    """(label, "train"/"edit", overrides) for every step of the demo, in order; with `wide` (a
+    non-square example), a last Blended edit of it into `out / WIDE_FOLDER`."""
     from demo_world.examples import EXAMPLES_DIR
 
     image = str(EXAMPLES_DIR / example["image"])
@@ -126,7 +132,26 @@ def plan(
                 *blended_settings(base_model, q),
             ],
         ),
+        *([] if wide is None else [wide_step(base_model, q, wide, out)]),
     ]
+
+
+def wide_step(base_model: str, quick: bool, wide: dict, out: Path) -> tuple[str, str, list[str]]:
+    """The Blended edit of the non-square example (its own working size, 36x28 on the demo model)."""
+    from demo_world.examples import EXAMPLES_DIR
+
+    return (
+        "blended diffusion on a 4:3 photo (36x28 working size)",
+        "edit",
+        [
+            f"base_model={base_model}",
+            f"image={EXAMPLES_DIR / wide['image']}",
+            f"mask={EXAMPLES_DIR / wide['mask']}",
+            f"target_prompt={wide['target_prompts'][1]}",
+            f"output_dir={out / WIDE_FOLDER}",
+            *blended_settings(base_model, quick),
+        ],
+    )
 
 
 def blended_settings(base_model: str, quick: bool) -> list[str]:
@@ -215,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output.resolve()
     timings = []
     start = time.perf_counter()
-    steps = plan(base_model, args.quick, examples[EXAMPLE], out)
+    steps = plan(base_model, args.quick, examples[EXAMPLE], out, examples[WIDE_EXAMPLE])
     methods = edited_methods(steps)
     for label, kind, overrides in steps:
         t0 = time.perf_counter()
@@ -225,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             edit(compose_config("edit", overrides))
         timings.append((label, time.perf_counter() - t0))
         print(f"[{time.perf_counter() - start:6.1f} s] {label}: {timings[-1][1]:.1f} s", flush=True)
-    grid = comparison_grid(out, EXAMPLES_DIR / examples[EXAMPLE]["image"], methods)
+    square = [m for m in methods if m != WIDE_FOLDER]  # the comparison shares one input
+    grid = comparison_grid(out, EXAMPLES_DIR / examples[EXAMPLE]["image"], square)
     print(f"\ndemo ({base_model} model) finished in {time.perf_counter() - start:.1f} s")
     for method in methods:
         print(f"  {method:18s} {out / method}")
