@@ -92,7 +92,8 @@ CORRUPT_CHECKPOINT_FIX = "delete it or run with resume=false"
 
 def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks,
-    and (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total."""
+    (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total, and
+    (with `offload_frozen`) the frozen text encoder and VAE on the CPU during the fit."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from callbacks.atomic_checkpoint import AtomicCheckpointIO
@@ -105,6 +106,10 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
     callbacks = [export, timer]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StageProgressBar())
+    if cfg.get("offload_frozen", False):
+        from callbacks.offload_frozen import OffloadFrozen
+
+        callbacks.append(OffloadFrozen())
     every = int(cfg.callbacks.checkpoint_every_n_steps)
     if every > 0:
         callbacks.append(

@@ -180,6 +180,7 @@ TRAINER_RULES: dict[str, Rule] = {
 TOP_RULES: dict[str, Rule] = {
     "seed": Rule("int", low=0, high=2**63 - 1),
     "resume": Rule("bool"),
+    "offload_frozen": Rule("bool"),
     "device": Rule("text"),
     "cpu_threads": Rule("threads"),
     "precision": Rule("choice", options=PRECISIONS),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -34,9 +35,32 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
     return result
 
 
+def _source_copy(root: Path) -> Path:
+    """The checkout's tracked files (and its untracked, unignored ones) copied to `root`: the
+    build's `build/` and `*.egg-info` then land there, not in the checkout, and no stale
+    `build/lib` of an earlier build can slip into the wheel."""
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, root / name)
+    return root
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    source = _source_copy(tmp_path_factory.mktemp("source"))
     _run(
         [
             sys.executable,
@@ -48,7 +72,7 @@ def wheel(tmp_path_factory) -> Path:
             "--no-build-isolation",
             "-w",
             str(out),
-            str(REPO),
+            str(source),
         ],
         cwd=out,
     )
