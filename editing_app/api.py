@@ -66,6 +66,7 @@ from editing_app.registry import (
     stage_names,
 )
 from editing_app.runtime import load_base_model, precision_context, resolve_device
+from editing_app.training import check_shared_model_trainer
 from editing_app.validation import validate_config
 
 log = logging.getLogger(__name__)
@@ -323,19 +324,13 @@ def train(
 
 
 def _check_single_device(trainer: DictConfig) -> None:
-    devices = trainer.get("devices", 1)
-    one = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
-    if not one or str(trainer.get("strategy", "auto")) != "auto":
-        raise UserInputError(
-            "api.train runs on the model's one device (trainer.devices=1, trainer.strategy=auto): "
-            "use train.py for DDP or FSDP"
-        )
-    precision = str(trainer.get("precision", "32-true"))
-    if precision.endswith("-true") and precision not in ("32-true", "64-true"):
-        raise UserInputError(
-            f"trainer.precision={precision} would convert the loaded base model, which later edits "
-            "share: use bf16-mixed or 16-mixed"
-        )
+    check_shared_model_trainer(
+        trainer,
+        "api.train runs on the model's one device (trainer.devices=1, trainer.strategy=auto): "
+        "use train.py for DDP or FSDP",
+        "trainer.precision={precision} would convert the loaded base model, which later edits "
+        "share: use bf16-mixed or 16-mixed",
+    )
 
 
 # -------------------------------------------------------------------------------------- editing

@@ -90,6 +90,21 @@ def remove_stage_partials(output_dir: Path, stage: str) -> None:
 CORRUPT_CHECKPOINT_FIX = "delete it or run with resume=false"
 
 
+def check_shared_model_trainer(
+    trainer: DictConfig, devices_refusal: str, precision_refusal: str
+) -> None:
+    """Refuse a trainer that would not leave a base model shared with later work as it was: more
+    than one device or a strategy (`devices_refusal`), or `*-true` half precision, which converts
+    the whole model (`precision_refusal`, formatted with `precision`)."""
+    devices = trainer.get("devices", 1)
+    one = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
+    if not one or str(trainer.get("strategy", "auto")) != "auto":
+        raise UserInputError(devices_refusal)
+    precision = str(trainer.get("precision", "32-true"))
+    if precision.endswith("-true") and precision not in ("32-true", "64-true"):
+        raise UserInputError(precision_refusal.format(precision=precision))
+
+
 def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks,
     (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total, and

@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from editing.errors import UserInputError
 from editing.io.edit_inputs import Inputs
 from editing_app.configs import compose_config
+from editing_app.training import check_shared_model_trainer
 
 log = logging.getLogger(__name__)
 
@@ -95,20 +96,13 @@ def stage_plan(cfg: DictConfig) -> DictConfig | None:
     stage = required_stage(cfg.method, cfg.get("train_stages") or {})
     if stage is None:
         return None
-    trainer = cfg.trainer
-    devices = trainer.get("devices", 1)
-    one = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
-    if not one or str(trainer.get("strategy", "auto")) != "auto":
-        raise UserInputError(
-            "evaluate.py trains each case on one device (trainer.devices=1, trainer.strategy=auto); "
-            "to use several GPUs, run shards in parallel (docs/evaluation.md)"
-        )
-    precision = str(trainer.get("precision", "32-true"))
-    if precision.endswith("-true") and precision not in ("32-true", "64-true"):
-        raise UserInputError(
-            f"trainer.precision={precision} would convert the base model shared by every case; "
-            "use bf16-mixed or 16-mixed"
-        )
+    check_shared_model_trainer(
+        cfg.trainer,
+        "evaluate.py trains each case on one device (trainer.devices=1, trainer.strategy=auto); "
+        "to use several GPUs, run shards in parallel (docs/evaluation.md)",
+        "trainer.precision={precision} would convert the base model shared by every case; "
+        "use bf16-mixed or 16-mixed",
+    )
     return compose_stage(stage, list(cfg.get("train_overrides") or []))
 
 
