@@ -5,7 +5,14 @@ from __future__ import annotations
 from editing_app.configs import CONFIG_DIR, compose_config
 
 CONFIGS = str(CONFIG_DIR)
-__all__ = ["CONFIGS", "compose_config", "fit_stage"]
+__all__ = ["CONFIGS", "TINY_CLIP", "compose_config", "fit_stage"]
+
+TINY_CLIP = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+"""An open_clip config of a tiny CLIP (32 px images, 16-d embeddings) for `build_clip`."""
 
 
 def fit_stage(module, model, inputs, steps: int, precision: str = "32-true"):

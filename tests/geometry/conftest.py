@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_CLIP
 from PIL import Image
 
 # (width, height) of the test photos: 4:3, 9:16 and three TEdBench-like sizes scaled down
@@ -53,22 +54,5 @@ def tiny_cascade():
 def clip_dir(tmp_path_factory):
     from editing.models.clip import build_clip, save_clip
 
-    config = {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 8,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
     torch.manual_seed(0)
-    return str(save_clip(build_clip(config), tmp_path_factory.mktemp("clip")))
+    return str(save_clip(build_clip(TINY_CLIP), tmp_path_factory.mktemp("clip")))

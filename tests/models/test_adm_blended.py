@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from adm_layout import random_adm_state_dict
-from helpers import compose_config
+from helpers import TINY_CLIP, compose_config
 from PIL import Image
 
 from editing.editors.blended import BlendedEditor
@@ -26,11 +26,6 @@ TINY = dict(
     attention_resolutions="16,8",
     num_head_channels=16,
 )
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
 R = 32
 
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from helpers import fit_stage
+from helpers import TINY_CLIP, fit_stage
 
 from demo_world.tiny import build_tiny_model
 from editing.editors.imagic import interpolate
@@ -174,24 +174,7 @@ def test_select_clip_lpips_writes_the_best_sample_first(image_path, tmp_path):
 
     model, _ = _embed(image_path, tmp_path, steps=2)
     torch.manual_seed(0)
-    tiny_clip = {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 8,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 2,
-            "layers": 1,
-        },
-    }
-    clip_dir = str(save_clip(build_clip(tiny_clip), tmp_path / "clip"))
+    clip_dir = str(save_clip(build_clip(TINY_CLIP), tmp_path / "clip"))
     inputs = _inputs(image_path, tmp_path)
     common = {"finetuned": False, "num_inference_steps": 2, "eta": [0.5, 0.9]}
     assert ImagicEditor().seeds == [0, 1, 2, 3] and ImagicEditor().select == "none"
