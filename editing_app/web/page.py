@@ -207,7 +207,13 @@ def build_page(
                 result = gr.Image(
                     label="Result", type="filepath", interactive=False, elem_id="result"
                 )
-                gallery = gr.Gallery(label="Grid and results", columns=4, height=260)
+                gallery = gr.Gallery(
+                    label="Grid and results",
+                    columns=2,
+                    height=300,
+                    object_fit="contain",
+                    elem_id="gallery",
+                )
                 downloads = gr.File(
                     label="Downloads (PNG with metadata, artifacts)", file_count="multiple"
                 )

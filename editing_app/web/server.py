@@ -53,6 +53,14 @@ def theme():
     return gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])
 
 
+CSS = """
+#photo img { width: 100%; height: 100%; object-fit: contain; image-rendering: pixelated; }
+#result img { width: 100%; height: 280px; object-fit: contain; image-rendering: pixelated; }
+#gallery img { image-rendering: pixelated; }
+"""
+"""Small photos (the demo model's 32 px) fill their boxes, with sharp pixels."""
+
+
 def serve(page, settings: AppSettings, block: bool = True):
     """Launch `page` (a `gr.Blocks`); returns what `Blocks.launch` returns (app, local URL, _).
     `block=False` returns at once with the server running in a thread (tests)."""
@@ -72,5 +80,6 @@ def serve(page, settings: AppSettings, block: bool = True):
         quiet=True,
         show_error=False,
         theme=theme(),
+        css=CSS,
         footer_links=["api"],
     )
