@@ -18,6 +18,7 @@ concurrency group per device (one at a time); Cancel runs outside the queue.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -308,6 +309,7 @@ def build_page(
                         progress((done, total), desc=stage, unit="steps")
 
                 with device_lock(device):
+                    started = time.time()
                     record = session.run(
                         model,
                         plan,
@@ -318,6 +320,7 @@ def build_page(
                         mask=mask,
                         report=report,
                     )
+                    finished = time.time()
             except Cancelled:
                 return (
                     gr.update(),
@@ -347,7 +350,11 @@ def build_page(
             files = [str(out / "edit.png"), str(out / "grid.png")] + [
                 str(p) for p in record.artifacts
             ]
-            info = record.details()
+            info = {
+                **record.details(),
+                "started": round(started, 3),
+                "finished": round(finished, 3),
+            }
             what = (
                 "trained"
                 if record.trained
