@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from omegaconf import OmegaConf
 
 from editing.errors import UserInputError
 from editing_app import api
@@ -59,7 +60,8 @@ def _method_defaults(plans: dict[str, MethodPlan]) -> dict[str, Any]:
         plan = plans[family]
         if key in plan.edit_settings:
             return plan.edit_settings[key]
-        return compose_config("edit", [f"method={plan.method}"]).method.get(key)
+        value = compose_config("edit", [f"method={plan.method}"]).method.get(key)
+        return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
     seeds = setting("imagic", "seeds")
     seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds]

@@ -252,3 +252,21 @@ def test_blended_edits_inside_a_painted_mask_only(session, demo_model):
     outside[8:24, 8:24] = False
     assert np.array_equal(edited[outside], photo[outside])  # the photo's own pixels outside
     assert not np.array_equal(edited[~outside], photo[~outside])
+
+
+def test_the_sliders_start_at_the_plans_settings():
+    pytest.importorskip("gradio", reason="the page needs the app extra")
+    from editing_app.web.methods import METHOD_LABELS, method_plan
+    from editing_app.web.page import _method_defaults
+
+    def defaults(base_model, latent):
+        return _method_defaults(
+            {f: method_plan(f, base_model, latent) for f in METHOD_LABELS.values()}
+        )
+
+    demo = defaults("demo", False)  # make demo's settings
+    assert (demo["eta"], demo["seeds"], demo["imagic_guidance"]) == (0.7, "0,1", 3.0)
+    assert (demo["noise_lambda"], demo["di_steps"], demo["candidates"]) == (0.3, 50, 8)
+    other = defaults("sd15", True)  # configs/method/*.yaml
+    assert (other["seeds"], other["imagic_guidance"], other["di_steps"]) == ("0,1,2,3", 7.5, 100)
+    assert other["candidates"] == 4  # Blended Latent Diffusion's
