@@ -9,7 +9,8 @@ Every control and what it sets:
   Prompt-to-Prompt cross / self replace fractions and one reweighted word with its factor;
   Blended Diffusion's number of ranked candidates;
 - the result (the first/best), the gallery (the labelled grid, then every result), Downloads
-  (edit.png with its PNG metadata, the grid, the artifact files), and Details (times, reuse).
+  (edit.png with its PNG metadata, the grid), Artifact (the files the edit read, offered again
+  when they change), and Details (times, reuse).
 
 A bad input or failure is one line in the Status box, never a traceback. Jobs queue on one
 concurrency group per device (one at a time); Cancel runs outside the queue.
@@ -87,6 +88,11 @@ def _path_only(component: gr.Image) -> gr.Image:
 
     component.preprocess = preprocess
     return component
+
+
+def _status_only(message: str) -> tuple[Any, ...]:
+    """The outputs of an edit that ended early: the message, every other output unchanged."""
+    return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
 
 
 def build_page(
@@ -218,7 +224,11 @@ def build_page(
                     elem_id="gallery",
                 )
                 downloads = gr.File(
-                    label="Downloads (PNG with metadata, artifacts)", file_count="multiple"
+                    label="Downloads (edit.png with its metadata, the grid)", file_count="multiple"
+                )
+                artifact_files = gr.File(
+                    label="Artifact (edit.py checkpoint_dir=...): updated when it changes",
+                    file_count="multiple",
                 )
                 details = gr.JSON(label="Details")
         if example is not None:
@@ -270,7 +280,7 @@ def build_page(
             candidates_value: float,
             request: gr.Request,
             progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress idiom)
-        ) -> tuple[Any, Any, Any, str, Any]:
+        ) -> tuple[Any, ...]:
             session = sessions.get(request.session_hash)
             family = METHOD_LABELS.get(method_label)
             try:
@@ -324,34 +334,26 @@ def build_page(
                     )
                     finished = time.time()
             except Cancelled:
-                return (
-                    gr.update(),
-                    gr.update(),
-                    gr.update(),
-                    "cancelled: nothing was kept of the training run",
-                    gr.update(),
-                )
+                return _status_only("cancelled: nothing was kept of the training run")
             except UserInputError as err:
-                return gr.update(), gr.update(), gr.update(), f"error: {err}", gr.update()
+                return _status_only(f"error: {err}")
             except Exception as err:  # one line on the page, the traceback in the server log
                 log.exception("edit failed")
                 line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                return (
-                    gr.update(),
-                    gr.update(),
-                    gr.update(),
-                    f"error: {type(err).__name__}: {line}",
-                    gr.update(),
-                )
+                return _status_only(f"error: {type(err).__name__}: {line}")
             out = record.folder
             samples = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
             shown = [(str(out / "grid.png"), "grid")] + [
                 (str(p), label)
                 for p, label in zip(samples or [out / "edit.png"], record.output.labels)
             ]
-            files = [str(out / "edit.png"), str(out / "grid.png")] + [
-                str(p) for p in record.artifacts
-            ]
+            files = [str(out / "edit.png"), str(out / "grid.png")]
+            # The artifact is offered again only when it changed (Gradio copies what it serves,
+            # and a fine-tuned UNet is gigabytes on a real model).
+            artifacts: Any = gr.update()
+            if record.artifacts != session.offered:
+                session.offered = list(record.artifacts)
+                artifacts = [str(p) for p in record.artifacts] or None
             info = {
                 **record.details(),
                 "started": round(started, 3),
@@ -367,7 +369,7 @@ def build_page(
             message = (
                 f"done in {info['seconds']:.1f} s ({what}); {len(record.output.images)} result(s)"
             )
-            return str(out / "edit.png"), shown, files, message, info
+            return str(out / "edit.png"), shown, files, artifacts, message, info
 
         inputs = [
             photo,
@@ -389,7 +391,7 @@ def build_page(
             reweight_factor,
             candidates,
         ]
-        outputs = [result, gallery, downloads, status, details]
+        outputs = [result, gallery, downloads, artifact_files, status, details]
         run.click(edit, inputs, outputs, api_name="run", **queue)
         for slider in (
             eta,

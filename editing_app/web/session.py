@@ -141,6 +141,7 @@ class Session:
         self.photo: Path | None = None
         self.trained: dict[tuple, api.TrainedArtifacts] = {}
         self.edits = 0
+        self.offered: list[Path] = []  # the artifact files the page offers for download now
 
     # --------------------------------------------------------------------------- inputs
     def set_photo(self, upload: str | Path | None) -> Path | None:

@@ -46,6 +46,10 @@ def run(client, photo, method="Direct Inversion", noise_lambda=0.3, **controls):
     return client.predict(**values, api_name="/run")
 
 
+def status_of(outputs) -> str:
+    return outputs[4]
+
+
 @pytest.fixture(scope="module")
 def client(app_server):
     url, _, _ = app_server
@@ -57,12 +61,12 @@ def test_direct_inversion_inverts_once_then_reedits_faster(client, app_server):
     photo = EXAMPLES_DIR / EXAMPLE["image"]
     # 20 sampling steps from the 50-step inversion: the inversion is most of the first edit's time
     first = run(client, photo, noise_lambda=0.3, di_steps_value=20)
-    result, gallery, files, status, details = first
+    result, gallery, files, artifact, status, details = first
     assert status.startswith("done"), status
     assert details["method"] == "direct_inversion" and not details["reused"]
     second = run(client, photo, noise_lambda=0.6, di_steps_value=20)
-    assert second[3].startswith("done"), second[3]
-    again = second[4]
+    assert second[4].startswith("done"), second[4]
+    again = second[5]
     assert again["reused"], again  # the inversion cache of the session was read, not rewritten
     assert again["seconds"] < details["seconds"], (details, again)
     # The files: edit.py's, inside the session folder, the PNG with its metadata.
@@ -74,13 +78,17 @@ def test_direct_inversion_inverts_once_then_reedits_faster(client, app_server):
         png.text
     )
     assert (session / "direct_inversion" / "direct_inversion.safetensors").is_file()
-    names = sorted(Path(f["path"] if isinstance(f, dict) else f).name for f in second[2])
-    assert names == ["direct_inversion.safetensors", "edit.png", "grid.png"]
+
+    def names(files):
+        return sorted(Path(f["path"] if isinstance(f, dict) else f).name for f in files)
+
+    assert names(second[2]) == ["edit.png", "grid.png"]
+    assert names(artifact) == ["direct_inversion.safetensors"]  # offered once, when made
     assert len(second[1]) == 2  # the grid, then the result
 
 
 def test_errors_are_one_line_in_the_status(client, tmp_path):
-    status = run(client, None)[3]
+    status = status_of(run(client, None))
     assert status == "error: upload a photo first"
 
     # A decompression bomb: a PNG header that claims 40000 x 40000 pixels, refused from it.
@@ -95,15 +103,17 @@ def test_errors_are_one_line_in_the_status(client, tmp_path):
         + chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + chunk(b"IEND", b"")
     )
-    status = run(client, bomb)[3]
+    status = status_of(run(client, bomb))
     assert (
         status
         == "error: photo bomb.png has more than 536870912 pixels; downscale it to at most 268435456 pixels (2^28)"
     )
     # Blended Diffusion without a mask, and a bad seed list for Imagic: named in one line.
-    status = run(client, EXAMPLES_DIR / EXAMPLE["image"], method="Blended Diffusion")[3]
+    status = status_of(run(client, EXAMPLES_DIR / EXAMPLE["image"], method="Blended Diffusion"))
     assert status == "error: Blended Diffusion edits inside a mask: paint or upload one"
-    status = run(client, EXAMPLES_DIR / EXAMPLE["image"], method="Imagic", seeds_text="a,b")[3]
+    status = status_of(
+        run(client, EXAMPLES_DIR / EXAMPLE["image"], method="Imagic", seeds_text="a,b")
+    )
     assert status.startswith("error: seeds 'a,b'")
 
 
@@ -135,5 +145,5 @@ def test_jobs_of_two_sessions_run_one_at_a_time(app_server):
         )  # fmt: skip
         for c in clients
     ]
-    first, second = sorted((job.result()[4] for job in jobs), key=lambda d: d["started"])
+    first, second = sorted((job.result()[5] for job in jobs), key=lambda d: d["started"])
     assert first["finished"] <= second["started"], (first, second)  # queued, never together
