@@ -257,7 +257,9 @@ def build_page(
             )
             return gr.update(value=value), "photo ready" if shown else ""
 
-        photo.change(on_photo, photo, [mask_editor, status], **queue)
+        # Outside the device queue: a new photo shows at once, even while a job runs (a run
+        # keeps the photo it started with).
+        photo.change(on_photo, photo, [mask_editor, status], concurrency_limit=None)
 
         def edit(
             photo_path: str | None,

@@ -181,12 +181,13 @@ class Session:
             UserInputError: no photo, a bad prompt or setting (the message names it).
             Cancelled: Cancel was pressed during the training stage (nothing is kept of it).
         """
-        if self.photo is None:
+        photo = self.photo  # this run's photo, whatever is uploaded meanwhile
+        if photo is None:
             raise UserInputError("upload a photo first")
         self.cancel.clear()
         report = report or (lambda stage, done, total: None)
         artifact, trained, train_seconds = self._artifact(
-            model, plan, source_prompt, target_prompt, seed, report
+            model, plan, photo, source_prompt, target_prompt, seed, report
         )
         edit_settings = {**plan.edit_settings, **settings}
         checkpoint_dir = None
@@ -200,7 +201,7 @@ class Session:
         output = api.edit(
             model,
             plan.method,
-            self.photo,
+            photo,
             mask=mask,
             source_prompt=source_prompt,
             target_prompt=target_prompt,
@@ -225,6 +226,7 @@ class Session:
         self,
         model: api.Model,
         plan: MethodPlan,
+        photo: Path,
         source_prompt: str,
         target_prompt: str,
         seed: int,
@@ -234,7 +236,7 @@ class Session:
         if plan.stage is None:
             return None, False, 0.0
         prompt = source_prompt if plan.method == "null_text_p2p" else target_prompt
-        key = (plan.stage, repr(plan.stage_settings), self.photo.name, prompt, int(seed))
+        key = (plan.stage, repr(plan.stage_settings), photo.name, prompt, int(seed))
         if key in self.trained:
             return self.trained[key], False, 0.0
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
@@ -246,7 +248,7 @@ class Session:
             artifact = api.train(
                 model,
                 plan.stage,
-                self.photo,
+                photo,
                 source_prompt=source_prompt if plan.method == "null_text_p2p" else "",
                 target_prompt=target_prompt if plan.method != "null_text_p2p" else "",
                 seed=seed,
