@@ -34,7 +34,15 @@ from editing_app.web.jobs import Cancelled, StageReporter
 from editing_app.web.methods import MethodPlan
 from editing_app.web.uploads import accept_upload, mask_from_layers, preview
 
-__all__ = ["Cancelled", "EditRecord", "Session", "SessionStore", "parse_seeds", "slider_settings"]
+__all__ = [
+    "Cancelled",
+    "EditRecord",
+    "Session",
+    "SessionStore",
+    "parse_seeds",
+    "session_key",
+    "slider_settings",
+]
 
 Report = Callable[[str, int, int | None], None]
 
@@ -272,6 +280,11 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return stat.st_mtime_ns, stat.st_size
 
 
+def session_key(session_id: str | None) -> str:
+    """The folder name of a session: a hash of the id its browser sent."""
+    return hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()[:16]
+
+
 class SessionStore:
     """The sessions of the server by Gradio session id, the `capacity` most recent kept.
 
@@ -289,7 +302,7 @@ class SessionStore:
         self._lock = threading.Lock()
 
     def get(self, session_id: str | None) -> Session:
-        key = hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()[:16]
+        key = session_key(session_id)
         with self._lock:
             if key not in self._sessions:
                 self._sessions[key] = Session(self.root / key, self.upload_root, self.max_bytes)

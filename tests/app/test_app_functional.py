@@ -70,7 +70,9 @@ def test_direct_inversion_inverts_once_then_reedits_faster(client, app_server):
     assert again["reused"], again  # the inversion cache of the session was read, not rewritten
     assert again["seconds"] < details["seconds"], (details, again)
     # The files: edit.py's, inside the session folder, the PNG with its metadata.
-    (session,) = [p for p in sessions.iterdir() if not p.name.startswith(".")]
+    from editing_app.web.session import session_key
+
+    session = sessions / session_key(client.session_hash)
     edits = sorted((session / "edits").iterdir())
     assert [e.name for e in edits] == ["001-direct_inversion", "002-direct_inversion"]
     png = Image.open(edits[1] / "edit.png")
