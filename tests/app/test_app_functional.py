@@ -149,3 +149,19 @@ def test_jobs_of_two_sessions_run_one_at_a_time(app_server):
     ]
     first, second = sorted((job.result()[5] for job in jobs), key=lambda d: d["started"])
     assert first["finished"] <= second["started"], (first, second)  # queued, never together
+
+
+def test_blended_edits_inside_an_uploaded_mask(client):
+    mask = EXAMPLES_DIR / EXAMPLE["mask"]
+    outputs = run(
+        client,
+        EXAMPLES_DIR / EXAMPLE["image"],
+        method="Blended Diffusion",
+        target_prompt=EXAMPLE["target_prompts"][1],
+        mask_path=gradio_client.handle_file(str(mask)),
+        candidates_value=1,
+    )
+    assert status_of(outputs).startswith("done"), status_of(outputs)
+    assert outputs[5]["method"] == "blended" and outputs[5]["results"] == 1
+    edited = Image.open(Path(outputs[0]["path"] if isinstance(outputs[0], dict) else outputs[0]))
+    assert edited.text["method"] == "blended"
