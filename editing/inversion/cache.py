@@ -134,7 +134,7 @@ def load_or_invert(
 
     # 2. DDIM inversion of z0 = E(image) (posterior mean: deterministic) with eps recorded.
     z0 = model.encode_image(image.pixels.to(device))
-    emb = model.encode_prompt([inversion_prompt], "inversion prompt")
+    emb = model.encode_condition([inversion_prompt], "inversion prompt")
     record = invert(model, z0, emb, schedule, inversion_prompt, progress=progress)
 
     # 3. Save it, keyed by content, when a cache folder was given.
