@@ -237,3 +237,19 @@ def test_train_py_refuses_its_stages_on_sdxl(wide_photo, tmp_path):
         train.train(cfg)
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "ckpt").glob("*.safetensors"))
+
+
+def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
+    tiny_sdxl_model, wide_photo, tmp_path, caplog
+):
+    from demo_world.tiny_sdxl import build_tiny_sdxl
+
+    image = _image(tiny_sdxl_model, wide_photo)
+    load_or_invert(tiny_sdxl_model, image, "", 3, tmp_path, STAGE)
+    assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "float32"
+    half_vae = build_tiny_sdxl(vae_dtype="bfloat16")
+    assert half_vae.identity == tiny_sdxl_model.identity  # same model, same weights
+    with caplog.at_level("INFO"):
+        load_or_invert(half_vae, image, "", 3, tmp_path, STAGE)
+    assert "recomputing the inversion" in caplog.text and "vae_precision" in caplog.text
+    assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
