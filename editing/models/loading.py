@@ -337,13 +337,16 @@ def load_single_file(
     config: str | None,
     resolution: int | None = None,
     dtype: str = "float32",
+    vae_dtype: str | None = None,
 ) -> DiffusionModel:
     """Load an original-layout Stable Diffusion checkpoint (`.safetensors` / `.ckpt`).
 
     `config` names the diffusers folder (or cached hub id) whose component configs describe the
-    checkpoint, e.g. the SD 1.5 folder for SD 1.x fine-tunes; nothing is downloaded.
+    checkpoint, e.g. the SD 1.5 folder for SD 1.x fine-tunes, the SDXL 1.0 base folder for
+    `sd_xl_base_1.0.safetensors` and SDXL fine-tunes (then an `SDXLModel`, its VAE in
+    `vae_dtype`, default fp32); nothing is downloaded.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     if not config:
         raise UserInputError(
@@ -354,18 +357,35 @@ def load_single_file(
     config_dir = (
         Path(config) if Path(config).is_dir() else resolve_hub_id(config, configs_only=True)
     )
-    what = (
-        f"could not load {file} as a Stable Diffusion checkpoint with the configs of {config_dir}"
-    )
+    sdxl = is_sdxl_folder(config_dir)
+    family = "an SDXL" if sdxl else "a Stable Diffusion"
+    what = f"could not load {file} as {family} checkpoint with the configs of {config_dir}"
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(file),
-            config=str(config_dir),
-            local_files_only=True,
-            torch_dtype=weights_dtype(dtype),
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
+        if sdxl:  # the VAE read in its own dtype (fp32: not rounded through fp16 first)
+            vae = AutoencoderKL.from_single_file(
+                str(file),
+                config=str(config_dir),
+                subfolder="vae",
+                local_files_only=True,
+                torch_dtype=weights_dtype(vae_dtype or "float32"),
+            )
+            pipe = StableDiffusionXLPipeline.from_single_file(
+                str(file),
+                config=str(config_dir),
+                local_files_only=True,
+                torch_dtype=weights_dtype(dtype),
+                vae=vae,
+                add_watermarker=False,
+            )
+        else:
+            pipe = StableDiffusionPipeline.from_single_file(
+                str(file),
+                config=str(config_dir),
+                local_files_only=True,
+                torch_dtype=weights_dtype(dtype),
+                safety_checker=None,
+                requires_safety_checker=False,
+            )
     except UserInputError:
         raise
     except Exception as err:
@@ -376,9 +396,14 @@ def load_single_file(
                 "one of another model family)"
             )
         raise UserInputError(f"{what}: {reason}") from None
+    parts = (
+        ("unet", "vae", "text_encoder", "text_encoder_2")
+        if sdxl
+        else ("unet", "vae", "text_encoder")
+    )
     missing = [
         f"{part}.{key}"
-        for part in ("unet", "vae", "text_encoder")
+        for part in parts
         for key, tensor in getattr(pipe, part).state_dict(keep_vars=True).items()
         if tensor.is_meta
     ]
@@ -388,12 +413,30 @@ def load_single_file(
             f"{what}: the file is missing {len(missing)} weight(s) of this architecture "
             f"({', '.join(missing[:5])}{more})"
         )
+    if sdxl:
+        from editing.models.sdxl import SDXLModel
+
+        index = config_dir / "model_index.json"
+        flags = json.loads(index.read_text()) if index.is_file() else {}
+        return SDXLModel(
+            pipe.unet,
+            pipe.text_encoder,
+            pipe.text_encoder_2,
+            pipe.tokenizer,
+            pipe.tokenizer_2,
+            load_scheduler(config_dir),
+            pipe.vae,
+            name=name,
+            resolution=resolution,
+            force_zeros_for_empty_prompt=bool(flags.get("force_zeros_for_empty_prompt", True)),
+        ).freeze()
+    vae = pipe.vae.to(weights_dtype(vae_dtype)) if vae_dtype else pipe.vae
     return DiffusionModel(
         pipe.unet,
         pipe.text_encoder,
         pipe.tokenizer,
         load_scheduler(config_dir),
-        pipe.vae,
+        vae,
         name=name,
         resolution=resolution,
     ).freeze()
@@ -500,7 +543,7 @@ def _load_base(
     if p.is_file():
         if p.suffix not in (".safetensors", ".ckpt"):
             raise UserInputError(f"{p} is a file but not a .safetensors/.ckpt checkpoint")
-        return load_single_file(p, name or p.stem, config, resolution, dtype)
+        return load_single_file(p, name or p.stem, config, resolution, dtype, vae_dtype)
     if _HUB_ID.match(str(path)) and not str(path).startswith((".", "/", "~")):
         folder = resolve_hub_id(str(path), revision, variant=variant)
         return load_from_folder(folder, name or str(path), resolution, dtype, variant, vae_dtype)
