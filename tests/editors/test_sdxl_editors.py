@@ -253,3 +253,30 @@ def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
         load_or_invert(half_vae, image, "", 3, tmp_path, STAGE)
     assert "recomputing the inversion" in caplog.text and "vae_precision" in caplog.text
     assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
+
+
+@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent"])
+def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
+    from editing_app.evaluation.runner import run_suite
+
+    steps = {
+        "direct_inversion": ["method.num_inversion_steps=3", "method.num_inference_steps=3"],
+        "blended_latent": ["method.num_inference_steps=3", "method.num_candidates=1"],
+    }[method]
+    out = tmp_path / "out"
+    cfg = compose_config(
+        "evaluate",
+        [
+            "base_model=tiny_sdxl",
+            "clip=none",
+            f"method={method}",
+            *steps,
+            "suite.edit_types=[colour]",
+            "suite.n=1",
+            "metrics.lpips_net=null",
+            f"output_dir={out}",
+        ],
+    )
+    report = run_suite(cfg)
+    assert (report.ok, report.failed) == (1, 0)
+    assert (out / "cases" / "colour-000" / "edit.png").is_file()
