@@ -18,7 +18,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 log = logging.getLogger(__name__)
 
-FROZEN_PARTS = ("text_encoder", "vae")
+FROZEN_PARTS = ("text_encoder", "text_encoder_2", "vae")
 
 
 class OffloadFrozen(Callback):

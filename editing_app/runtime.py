@@ -11,7 +11,11 @@ from editing.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-RANDOM_MODEL_BUILDERS = ("demo_world.tiny.build_tiny_model", "demo_world.tiny_if.build_tiny_if")
+RANDOM_MODEL_BUILDERS = (
+    "demo_world.tiny.build_tiny_model",
+    "demo_world.tiny_if.build_tiny_if",
+    "demo_world.tiny_sdxl.build_tiny_sdxl",
+)
 """The `_target_`s of base models with random weights (tests and smoke runs)."""
 
 AUTOCAST_DTYPES = {"32": None, "32-true": None, "bf16-mixed": "bfloat16", "16-mixed": "float16"}

@@ -34,6 +34,18 @@ def stage_configs(stage_cfg: DictConfig) -> list[DictConfig]:
     return [stage_cfg]
 
 
+def check_stage_model(stages: list[DictConfig], model) -> None:
+    """Refuse, in one line, training stages on an SDXL model: none passes SDXL's pooled embedding
+    yet (the SDXL methods, Direct Inversion and Blended Latent, need no training stage)."""
+    if model is None or getattr(model, "conditioning_kind", "text") != "sdxl":
+        return
+    names = ", ".join(str(s.get("_target_", "?")).rsplit(".", 1)[-1] for s in stages)
+    raise UserInputError(
+        f"train.py stages ({names}) do not run on SDXL yet (base model {model.name!r}); on SDXL "
+        f"edit without training: edit.py method=direct_inversion or method=blended_latent"
+    )
+
+
 def build_module(stage_cfg: DictConfig, model, inputs):
     """The stage's LightningModule: `_target_` called with every other key (but `datamodule`)."""
     kwargs = OmegaConf.to_container(stage_cfg, resolve=True)

@@ -217,6 +217,7 @@ METRIC_RULES: dict[str, Rule] = {
 BASE_MODEL_RULES: dict[str, Rule] = {
     # The storage of frozen weights; what trains stays fp32 (lightning_modules.base.fp32_trained).
     "dtype": Rule("choice", options=tuple(WEIGHT_DTYPES)),
+    "vae_dtype": Rule("choice", options=tuple(WEIGHT_DTYPES), optional=True),
     "vae_tiling": Rule("bool"),
 }
 

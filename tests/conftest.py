@@ -38,6 +38,13 @@ def tiny_v_model():
     return build_tiny_model(prediction_type="v_prediction")
 
 
+@pytest.fixture(scope="session")
+def tiny_sdxl_model():
+    from demo_world.tiny_sdxl import build_tiny_sdxl
+
+    return build_tiny_sdxl()
+
+
 @pytest.fixture
 def image_path(tmp_path: Path) -> Path:
     """A 40x48 RGB image with some structure (gradient + a square)."""

@@ -15,6 +15,12 @@ can make a real single-file checkpoint out of in-process tiny components and loa
   ([C, C, 1, 1]) where diffusers has linear layers ([C, C]).
 - CLIP text encoder -> `cond_stage_model.transformer.text_model.*` (the transformers 4 layout that
   real SD 1.x files carry, whatever the installed transformers calls its keys).
+- SDXL (`to_sdxl_checkpoint`, the generative-models layout of `sd_xl_base_1.0.safetensors`): the
+  UNet's added embedding -> `label_emb.0.{0,2}`; the first text encoder ->
+  `conditioner.embedders.0.transformer.text_model.*`; the second (with projection) in OpenCLIP's
+  layout -> `conditioner.embedders.1.model.*`: `token_embedding`, `positional_embedding`,
+  `transformer.resblocks.N.{ln_1, attn.in_proj (q, k, v stacked), attn.out_proj, ln_2, mlp.c_fc,
+  mlp.c_proj}`, `ln_final`, and `text_projection` stored transposed ([hidden, projection]).
 
 Every diffusers key must be mapped: an unknown one raises `KeyError`, so a converter that silently
 drops weights cannot make a test pass.
@@ -32,6 +38,8 @@ from torch import Tensor
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer."
+SDXL_OPENCLIP_PREFIX = "conditioner.embedders.1.model."
 
 _UNET_TOP = {
     "conv_in": "input_blocks.0.0",
@@ -39,6 +47,8 @@ _UNET_TOP = {
     "time_embedding.linear_2": "time_embed.2",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's pooled + time-ids embedding
+    "add_embedding.linear_2": "label_emb.0.2",
 }
 _UNET_RESNET = {
     "norm1": "in_layers.0",
@@ -160,6 +170,60 @@ def clip_to_ldm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     for key, value in state_dict.items():
         out["text_model." + key.removeprefix("text_model.")] = value
     return out
+
+
+_OPENCLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+
+
+def openclip_to_ldm(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A `CLIPTextModelWithProjection` state dict in OpenCLIP's text-tower layout (no prefix)."""
+    out: dict[str, Tensor] = {}
+    qkv: dict[tuple[int, str], dict[str, Tensor]] = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("text_model.")
+        if key == "embeddings.token_embedding.weight":
+            out["token_embedding.weight"] = value
+        elif key == "embeddings.position_embedding.weight":
+            out["positional_embedding"] = value
+        elif key.startswith("final_layer_norm."):
+            out["ln_final." + key.rpartition(".")[2]] = value
+        elif key == "text_projection.weight":  # Linear [P, D] -> OpenCLIP's x @ proj, [D, P]
+            out["text_projection"] = value.T.contiguous()
+        elif m := re.fullmatch(
+            r"encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(weight|bias)", key
+        ):
+            qkv.setdefault((int(m.group(1)), m.group(3)), {})[m.group(2)] = value
+        elif m := re.fullmatch(r"encoder\.layers\.(\d+)\.(.+)", key):
+            rest = _split(m.group(2), _OPENCLIP_LAYER, key)
+            out[f"transformer.resblocks.{m.group(1)}.{rest}"] = value
+        else:
+            raise KeyError(f"no OpenCLIP name for text encoder key {key!r}")
+    for (layer, param), parts in qkv.items():
+        stacked = torch.cat([parts["q"], parts["k"], parts["v"]])
+        out[f"transformer.resblocks.{layer}.attn.in_proj_{param}"] = stacked
+    return out
+
+
+def to_sdxl_checkpoint(unet, vae, text_encoder, text_encoder_2) -> dict[str, Tensor]:
+    """One SDXL single-file state dict (prefixed keys, contiguous CPU tensors) of the four models."""
+    ckpt: dict[str, Tensor] = {}
+    unet_sd = unet_to_ldm(unet.state_dict(), unet.config.layers_per_block)
+    ckpt.update({UNET_PREFIX + k: v for k, v in unet_sd.items()})
+    vae_sd = vae_to_ldm(vae.state_dict(), len(vae.config.up_block_types))
+    ckpt.update({VAE_PREFIX + k: v for k, v in vae_sd.items()})
+    clip_sd = clip_to_ldm(text_encoder.state_dict())
+    n = text_encoder.config.max_position_embeddings
+    clip_sd["text_model.embeddings.position_ids"] = torch.arange(n, dtype=torch.long)[None]
+    ckpt.update({SDXL_CLIP_PREFIX + k: v for k, v in clip_sd.items()})
+    open_sd = openclip_to_ldm(text_encoder_2.state_dict())
+    ckpt.update({SDXL_OPENCLIP_PREFIX + k: v for k, v in open_sd.items()})
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in ckpt.items()}
 
 
 def to_ldm_checkpoint(unet, vae, text_encoder, *, position_ids: bool = True) -> dict[str, Tensor]:

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
+from editing.diffusion.conditioning import Conditioning
 from editing.diffusion.ddim import eps_from_x0, make_schedule, predict_x0
 from editing.diffusion.denoise import denoise
 
@@ -14,11 +15,11 @@ from editing.diffusion.denoise import denoise
 @torch.no_grad()
 def sample(
     model,
-    cond: Tensor,
+    cond: Tensor | Conditioning,
     x_T: Tensor,
     num_inference_steps: int,
     guidance_scale: float,
-    uncond: Tensor | None = None,
+    uncond: Tensor | Conditioning | None = None,
     progress: bool = False,
     clip_x0: bool = False,
 ) -> Tensor:
@@ -26,9 +27,9 @@ def sample(
 
     Args:
         model: a `DiffusionModel`.
-        cond: [B, L, D] text embeddings, one per sample.
+        cond: [B, L, D] text embeddings, one per sample (or a `Conditioning`: SDXL).
         x_T: [B, C, h, w] initial noise.
-        uncond: [1, L, D] unconditional embedding (default: the embedding of "").
+        uncond: [1, L, D] unconditional embedding (default: the condition of "").
         clip_x0: clip the predicted x0 to [-1, 1] at every step and use the eps consistent with it
             (diffusers' `clip_sample`; pixel super-resolution stages need it: near the terminal
             level x0 = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t) multiplies eps errors by 1 / sqrt(a_t)).
@@ -36,7 +37,7 @@ def sample(
         [B, C, h, w] final samples x_0 (latents for latent models; decode with `model.decode`).
     """
     if uncond is None:
-        uncond = model.encode_prompt([""])
+        uncond = model.encode_condition([""])
     schedule = make_schedule(model.scheduler, num_inference_steps).to(x_T.device)
 
     def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:

@@ -29,8 +29,18 @@ def apply_editor(
 
 def check_conditioning(editor, model) -> None:
     """Refuse, in one line, a method that conditions on text run on a model without a text
-    encoder (`model.text_conditioned` false, e.g. `base_model=adm256`). An editor says it needs
-    none with a false `text_condition` (pixel Blended Diffusion's default: CLIP guidance only)."""
+    encoder (`model.text_conditioned` false, e.g. `base_model=adm256`), and a method that does not
+    yet pass SDXL's pooled embedding run on an SDXL model (an editor says it does with a true
+    `supports_sdxl`). An editor says it needs no text with a false `text_condition` (pixel
+    Blended Diffusion's default: CLIP guidance only)."""
+    name = getattr(editor, "name", type(editor).__name__)
+    if getattr(model, "conditioning_kind", "text") == "sdxl" and not getattr(
+        editor, "supports_sdxl", False
+    ):
+        raise UserInputError(
+            f"method={name} does not run on SDXL yet (base model {model.name!r}); on SDXL use "
+            f"method=direct_inversion or method=blended_latent"
+        )
     if getattr(model, "text_conditioned", True) or not getattr(editor, "text_condition", True):
         return
     fix = (
@@ -39,6 +49,6 @@ def check_conditioning(editor, model) -> None:
         else "use method=blended with method.text_condition=false"
     )
     raise UserInputError(
-        f"method={getattr(editor, 'name', type(editor).__name__)} conditions on text but base model "
+        f"method={name} conditions on text but base model "
         f"{model.name!r} is unconditional (no text encoder): {fix}"
     )

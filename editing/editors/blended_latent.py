@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
+from editing.diffusion.conditioning import expand_condition
 from editing.diffusion.ddim import DDIMSchedule, add_noise, make_schedule
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import randn_per_sample, seeded_generators
@@ -42,6 +43,11 @@ from editing.io.masks import downsample_mask, full_size_region, prepare_mask, sh
 from editing.io.outputs import EditResult
 
 log = logging.getLogger(__name__)
+
+REFERENCE_GUIDANCE = {"text": 7.5, "sdxl": 5.0}
+"""The CFG weight of the public Blended Latent scripts by `model.conditioning_kind`: the Stable
+Diffusion script's 7.5 and the SDXL script's 5.0 (which otherwise keeps 50 steps, skips the first
+25% and blends with a nearest-neighbour latent mask, as the defaults here)."""
 
 
 @dataclass(eq=False)
@@ -58,14 +64,17 @@ class BlendedLatentEditor:
 
     # Edits inside `mask=` (edit.py warns when a mask is given to a method without this).
     uses_mask: ClassVar[bool] = True
+    # Runs on SDXL: its conditions carry the pooled embedding (editing.editors.apply).
+    supports_sdxl: ClassVar[bool] = True
 
     # DDIM steps of the full schedule (R 50).
     num_inference_steps: int = 50
     # Fraction of the schedule run from the noised source latent (R 0.75, i.e.
     # `blending_start_percentage` 0.25 skipped).
     strength: float = 0.75
-    # Classifier-free guidance weight (R 7.5).
-    guidance_scale: float = 7.5
+    # Classifier-free guidance weight; None: the public script of the model family's (R 7.5 for
+    # Stable Diffusion, 5.0 in the SDXL script: `REFERENCE_GUIDANCE`).
+    guidance_scale: float | None = None
     # K samples (R: a batch of 4); candidate k uses seed + k.
     num_candidates: int = 4
     # Candidates per UNet batch (project choice).
@@ -97,7 +106,8 @@ class BlendedLatentEditor:
             self.num_inference_steps, "num_inference_steps", 1, 1000
         )
         self.strength = settings.number(self.strength, "strength", 0.0, 1.0, open_low=True)
-        self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
+        if self.guidance_scale is not None:
+            self.guidance_scale = settings.number(self.guidance_scale, "guidance_scale", 0.0)
         self.num_candidates = settings.integer(self.num_candidates, "num_candidates", 1)
         self.batch_size = settings.integer(self.batch_size, "batch_size", 1)
         self.pixel_paste = settings.flag(self.pixel_paste, "pixel_paste")
@@ -112,6 +122,12 @@ class BlendedLatentEditor:
         self.feather = settings.integer(self.feather, "feather", 0, 4096)
         self.callback = None
         self._clip = None
+
+    def guidance_for(self, model) -> float:
+        """The CFG weight w run on `model`: `guidance_scale`, else its family's reference value."""
+        if self.guidance_scale is not None:
+            return self.guidance_scale
+        return REFERENCE_GUIDANCE[getattr(model, "conditioning_kind", "text")]
 
     def start_step(self) -> int:
         """Index of the first DDIM step run: round-down of N (1 - strength), as the script's
@@ -128,12 +144,14 @@ class BlendedLatentEditor:
         """Blended latents [B, C, h, w] for the candidates `seeds` (steps 1-4).
 
         z0: [1, C, h, w] source latent; masks: one [1, 1, h, w] latent mask per step run;
-        cond, uncond: [1, L, D] text embeddings of the target prompt and of "".
+        cond, uncond: [1, L, D] text embeddings of the target prompt and of "" (or
+            `Conditioning`s with the pooled embedding, on SDXL).
         """
         device, shape = z0.device, tuple(z0.shape[1:])
         generators = seeded_generators(seeds)
         start, last = self.start_step(), self.num_inference_steps - 1
-        cond = cond.expand(len(seeds), -1, -1)
+        w = self.guidance_for(model)
+        cond = expand_condition(cond, len(seeds))
         # 1. The noised source latent at the first step's level.
         z = add_noise(z0, randn_per_sample(generators, shape, device), schedule.alphas[start])
 
@@ -155,7 +173,7 @@ class BlendedLatentEditor:
         return denoise(
             z,
             schedule,
-            lambda z_t, t, i: guided_eps(model, z_t, t, cond, uncond, self.guidance_scale),
+            lambda z_t, t, i: guided_eps(model, z_t, t, cond, uncond, w),
             after_step=blend,
             start=start,
         )
@@ -186,7 +204,7 @@ class BlendedLatentEditor:
         with torch.no_grad():
             x0 = inputs.image.pixels.to(device)
             z0 = model.encode_image(x0)
-            cond, uncond = model.encode_prompt([prompt]), model.encode_prompt([""])
+            cond, uncond = model.encode_condition([prompt]), model.encode_condition([""])
         m_lat = downsample_mask(mask, tuple(z0.shape[-2:]), self.mask_downsample)
         if not bool(m_lat.any()):
             raise UserInputError(
@@ -218,7 +236,7 @@ class BlendedLatentEditor:
             "prompt": prompt,
             "num_inference_steps": self.num_inference_steps,
             "strength": self.strength,
-            "guidance_scale": self.guidance_scale,
+            "guidance_scale": self.guidance_for(model),
         }
         all_scores = torch.cat(scores) if scores else None
         return ranked_results(torch.cat(images), seeds, all_scores, params)

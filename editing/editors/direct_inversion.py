@@ -47,6 +47,7 @@ import torch
 from torch import Tensor
 
 from editing.diffusion.cfg import guided_eps
+from editing.diffusion.conditioning import Conditioning, expand_condition
 from editing.diffusion.ddim import DDIMSchedule, make_schedule
 from editing.diffusion.denoise import denoise
 from editing.diffusion.noise import initial_noise
@@ -123,8 +124,8 @@ def direct_inversion_sample(
     x_T: Tensor,
     eps_inv: Tensor,
     schedule: DDIMSchedule,
-    cond: Tensor,
-    uncond: Tensor,
+    cond: Tensor | Conditioning,
+    uncond: Tensor | Conditioning,
     lambdas: list[float],
     guidance_scales: list[float],
     inject: list[bool],
@@ -138,7 +139,8 @@ def direct_inversion_sample(
         x_T: [B, C, h, w] starting samples (the inverted x_T repeated, or fresh noise).
         eps_inv: [M, 1, C, h, w] the recorded noise for each sampling step (already matched).
         schedule: the M-step sampling schedule.
-        cond: [1 or B, L, D] target text embedding(s); uncond: [1, L, D] the embedding of "".
+        cond: [1 or B, L, D] target text embedding(s); uncond: [1, L, D] the embedding of ""
+            (or `Conditioning`s with the pooled embedding, on SDXL).
         lambdas, guidance_scales: per-sample noise-merge lambda and CFG weight w (length B).
         inject: [M] whether step i merges eps_inv (`injection_steps`).
     Returns:
@@ -147,8 +149,8 @@ def direct_inversion_sample(
     batch, device = x_T.shape[0], x_T.device
     lam = torch.tensor(lambdas, dtype=torch.float32, device=device).view(batch, 1, 1, 1)
     w = torch.tensor(guidance_scales, dtype=torch.float32, device=device).view(batch, 1, 1, 1)
-    cond = cond.to(device).expand(batch, -1, -1)
-    uncond = uncond.to(device).expand(batch, -1, -1)
+    cond = expand_condition(cond.to(device), batch)
+    uncond = expand_condition(uncond.to(device), batch)
     needs_cfg = lam.view(batch) < 1  # rows whose merged eps depends on eps_cfg
 
     def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:
@@ -184,6 +186,8 @@ class DirectInversionEditor:
 
     # On a cascade, results are super-resolved afterwards (editing.editors.apply); not a setting.
     cascade_super_resolution: ClassVar[bool] = True
+    # Runs on SDXL: its conditions carry the pooled embedding (editing.editors.apply).
+    supports_sdxl: ClassVar[bool] = True
 
     # One value or a list in [0, 1] (reference 0.5). 1 reconstructs the input, 0 ignores it;
     # values outside [0, 1] are refused (extrapolation is not in the paper).
@@ -318,8 +322,8 @@ class DirectInversionEditor:
         inject = injection_steps(len(schedule), self.stop_step, self.inject_every)
 
         # 3. Text embeddings, once for every sample.
-        cond = model.encode_prompt([target], "target_prompt")
-        uncond = model.encode_prompt([""])
+        cond = model.encode_condition([target], "target_prompt")
+        uncond = model.encode_condition([""])
 
         # 4. Every (lambda, w, seed) combination from the one inversion, batch_size at a time.
         seeds = (self.seeds or [inputs.seed]) if self.start == "noise" else [None]

@@ -8,7 +8,7 @@ state. It is computed by `editing.inversion.ddim_inversion.invert` (the one inve
 The artifact is keyed by content, never by file name or time: the image's sha256, the inversion
 prompt, the base model identity (name, configuration hash *and* weights fingerprint: a cache is
 strict, unlike a training artifact whose weights are only advisory), the resolution, the number of
-inversion steps, the inversion guidance and the compute precision. A later run with the same key
+inversion steps, the inversion guidance, the compute precision and the VAE's precision. A later run with the same key
 reuses the file (and logs that it did); any difference is logged and the inversion is recomputed
 and the file overwritten, so a stale inversion is never used. Without a checkpoint_dir nothing is
 read or written.
@@ -45,6 +45,13 @@ def _compute_precision(model) -> str:
     return str(model.dtype).replace("torch.", "")
 
 
+def _vae_precision(model) -> str:
+    """The VAE's storage dtype (it encodes z0; SDXL keeps it fp32 beside a half-precision UNet),
+    "none" for a pixel model."""
+    vae = getattr(model, "vae", None)
+    return "none" if vae is None else str(vae.dtype).replace("torch.", "")
+
+
 def inversion_key(
     model,
     image_sha256: str,
@@ -62,6 +69,7 @@ def inversion_key(
         "num_inversion_steps": str(int(num_inversion_steps)),
         "inversion_guidance_scale": "1",
         "compute_precision": _compute_precision(model),
+        "vae_precision": _vae_precision(model),
     }
 
 
@@ -134,7 +142,7 @@ def load_or_invert(
 
     # 2. DDIM inversion of z0 = E(image) (posterior mean: deterministic) with eps recorded.
     z0 = model.encode_image(image.pixels.to(device))
-    emb = model.encode_prompt([inversion_prompt], "inversion prompt")
+    emb = model.encode_condition([inversion_prompt], "inversion prompt")
     record = invert(model, z0, emb, schedule, inversion_prompt, progress=progress)
 
     # 3. Save it, keyed by content, when a cache folder was given.

@@ -16,6 +16,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from editing.diffusion.conditioning import Conditioning
 from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_invert
 
 
@@ -23,12 +24,12 @@ from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_invert
 def invert(
     model,
     z0: Tensor,
-    cond: Tensor,
+    cond: Tensor | Conditioning,
     schedule: DDIMSchedule,
     prompt: str = "",
     progress: bool = False,
 ) -> Inversion:
-    """DDIM inversion of z0 [1, C, h, w] conditioned on one text embedding cond [1, L, D], no
+    """DDIM inversion of z0 [1, C, h, w] conditioned on one text condition cond ([1, L, D] or a `Conditioning`), no
     guidance (w = 1), recording the trajectory and eps at every step.
 
     Args:

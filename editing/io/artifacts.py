@@ -48,7 +48,14 @@ IDENTITY_KEYS = {
     "base_model_config_hash": "base model configuration",
     "resolution": "resolution",
     "working_size": "working size (H x W)",
+    "conditioning": "text conditioning",
 }
+
+CONDITIONING_WORDS = {
+    "text": "an SD-type model (one text encoder's token embeddings)",
+    "sdxl": "an SDXL model (two text encoders' token embeddings, a pooled embedding and size time ids)",
+}
+"""How a refusal names each `DiffusionModel.conditioning_kind`."""
 
 
 def library_versions() -> dict[str, str]:
@@ -65,12 +72,29 @@ def library_versions() -> dict[str, str]:
 def model_metadata(model) -> dict[str, str]:
     """The identity facts of a `DiffusionModel` as artifact metadata."""
     ident = model.identity
-    return {
+    meta = {
         "base_model": ident.name,
         "base_model_config_hash": ident.config_hash,
         "base_model_weights_hash": ident.weights_hash,
         "resolution": str(model.resolution),
+        "conditioning": conditioning_kind(model),
     }
+    if meta["conditioning"] == "sdxl":
+        meta["sdxl_pooled_dim"] = str(model.pooled_dim)
+    return meta
+
+
+def conditioning_kind(model) -> str:
+    """What the model's UNet is conditioned on: "text" (SD 1.x/2.x, IF, the demo and unconditional
+    models) or "sdxl" (`DiffusionModel.conditioning_kind`)."""
+    return str(getattr(model, "conditioning_kind", "text"))
+
+
+def sdxl_time_ids(size: tuple[int, int]) -> str:
+    """SDXL's time ids of a working size (H, W) as metadata: "H,W,0,0,H,W" (original size, crop
+    top-left, target size; `editing.models.sdxl.size_time_ids`)."""
+    height, width = (int(v) for v in size)
+    return f"{height},{width},0,0,{height},{width}"
 
 
 def format_size(size: tuple[int, int]) -> str:
@@ -111,6 +135,9 @@ def make_metadata(
     meta = {"format_version": FORMAT_VERSION, "stage": stage, **model_metadata(model)}
     for key, value in facts.items():
         meta[key] = "" if value is None else str(value)
+    if meta["conditioning"] == "sdxl":  # the size conditioning the stage ran with
+        size = meta.get("working_size") or format_size((model.resolution, model.resolution))
+        meta["sdxl_time_ids"] = sdxl_time_ids(tuple(int(v) for v in size.split("x")))
     meta["hparams"] = json.dumps(hparams or {}, sort_keys=True, default=str)
     meta["versions"] = json.dumps(library_versions(), sort_keys=True)
     return meta
@@ -312,15 +339,34 @@ def check_metadata(
         )
     if meta.get("stage") != stage:
         raise UserInputError(f"{path} is a {meta.get('stage')!r} artifact, not {stage!r}")
+    check_conditioning_kind(path, meta, expect)
     differences = []
     for key, wanted in (expect or {}).items():
         wanted = "" if wanted is None else str(wanted)
-        have = meta.get(key)
+        have = meta.get(key, "text" if key == "conditioning" else None)
         if have != wanted:
             label = IDENTITY_KEYS.get(key, key)
             differences.append(f"{label}: artifact has {have!r}, this run has {wanted!r}")
     if differences:
         raise UserInputError(f"{path} does not match this run ({'; '.join(differences)})")
+
+
+def check_conditioning_kind(
+    path: Path, meta: Mapping[str, str], expect: dict[str, Any] | None
+) -> None:
+    """Refuse, in one line, an artifact made with a model conditioned otherwise than this run's
+    (an SDXL artifact on an SD model or the other way round). Artifacts that predate the key
+    were made with "text" models."""
+    wanted = (expect or {}).get("conditioning")
+    have = meta.get("conditioning", "text")
+    if wanted is None or str(wanted) == have:
+        return
+    words = CONDITIONING_WORDS
+    raise UserInputError(
+        f"{path} was made with {words.get(have, have)} ({meta.get('base_model')!r}) and cannot be "
+        f"used with {words.get(str(wanted), wanted)} ({(expect or {}).get('base_model')!r}): "
+        f"use the base model it was made with"
+    )
 
 
 def check_weights(artifact: Artifact, model) -> None:

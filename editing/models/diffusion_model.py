@@ -1,8 +1,11 @@
 """`DiffusionModel`: diffusers components behind the few operations the editing methods need.
 
 Every method in this project talks to a text-to-image model through five calls:
-`encode_prompt`, `encode_image`, `decode`, `predict` (the network's native output) and `eps`
-(that output converted to a noise prediction, whatever the checkpoint predicts). Latent models
+`encode_prompt` (or `encode_condition`), `encode_image`, `decode`, `predict` (the network's native
+output) and `eps` (that output converted to a noise prediction, whatever the checkpoint predicts).
+A condition is token embeddings [B, L, D] or an `editing.diffusion.conditioning.Conditioning`
+(SDXL's pooled embedding and time ids beside them, `editing.models.sdxl.SDXLModel`); the model turns
+it into the UNet's keyword arguments in one place, `unet_conditioning`. Latent models
 (Stable Diffusion) and pixel models (the demo model, DeepFloyd IF) look the same from outside: for a
 pixel model `encode_image` and `decode` are the identity.
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from editing.diffusion.conditioning import Conditioning, as_conditioning
 from editing.diffusion.ddim import eps_from_v, v_target
 from editing.errors import UserInputError
 
@@ -50,6 +54,26 @@ def unet_downsampling(unet: nn.Module) -> int:
     return 2 ** (len(unet.config.down_block_types) - 1)
 
 
+def padded_token_ids(tokenizer, prompts: Sequence[str], limit: int, what: str) -> dict[str, Tensor]:
+    """`tokenizer`'s ids [B, limit] (padded) and attention mask of `prompts`; a prompt longer than
+    `limit` tokens is refused with its token count."""
+    for prompt in prompts:
+        n = len(tokenizer(prompt, truncation=False).input_ids)
+        if n > limit:
+            raise UserInputError(
+                f"{what} {prompt[:40]!r}... is {n} tokens long; this model's text encoder takes at "
+                f"most {limit} (start/end tokens included). Shorten it."
+            )
+    batch = tokenizer(
+        list(prompts),
+        padding="max_length",
+        max_length=limit,
+        truncation=True,
+        return_tensors="pt",
+    )
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+
+
 class DiffusionModel(nn.Module):
     """A text-conditioned diffusion model (latent or pixel space) with eps-normalised outputs.
 
@@ -72,6 +96,9 @@ class DiffusionModel(nn.Module):
     # False for a model without a text encoder (`editing.models.unconditional`): only methods
     # that need no text conditioning run on it (`editing.editors.apply.check_conditioning`).
     text_conditioned = True
+    # What its UNet is conditioned on, recorded in artifacts (`editing.io.artifacts`): "text" =
+    # one encoder's token embeddings (SD 1.x/2.x, IF, the demo model); `SDXLModel` says "sdxl".
+    conditioning_kind = "text"
 
     def __init__(
         self,
@@ -174,20 +201,24 @@ class DiffusionModel(nn.Module):
     def max_prompt_tokens(self) -> int:
         return int(self.tokenizer.model_max_length)
 
+    def _identity_configs(self) -> dict:
+        """The component configs the identity's config hash covers."""
+        return {
+            "unet": _config_fingerprint(self.unet.config),
+            "text_encoder": (
+                _config_fingerprint(self.text_encoder.config)
+                if self.text_encoder is not None
+                else None
+            ),
+            "vae": _config_fingerprint(self.vae.config) if self.vae is not None else None,
+            "scheduler": _config_fingerprint(self.scheduler.config),
+            "resolution": self.resolution,
+        }
+
     @property
     def identity(self) -> ModelIdentity:
         if self._identity is None:
-            configs = {
-                "unet": _config_fingerprint(self.unet.config),
-                "text_encoder": (
-                    _config_fingerprint(self.text_encoder.config)
-                    if self.text_encoder is not None
-                    else None
-                ),
-                "vae": _config_fingerprint(self.vae.config) if self.vae is not None else None,
-                "scheduler": _config_fingerprint(self.scheduler.config),
-                "resolution": self.resolution,
-            }
+            configs = self._identity_configs()
             blob = json.dumps(configs, sort_keys=True, default=str).encode()
             weights = hashlib.sha256()
             for tensor in self._fingerprint_tensors():
@@ -212,22 +243,7 @@ class DiffusionModel(nn.Module):
         A prompt longer than the encoder's context is refused with its token count: silently
         dropping its end would change the edit without telling the user.
         """
-        limit = self.max_prompt_tokens
-        for prompt in prompts:
-            n = len(self.tokenizer(prompt, truncation=False).input_ids)
-            if n > limit:
-                raise UserInputError(
-                    f"{what} {prompt[:40]!r}... is {n} tokens long; this model's text encoder takes at "
-                    f"most {limit} (start/end tokens included). Shorten it."
-                )
-        batch = self.tokenizer(
-            list(prompts),
-            padding="max_length",
-            max_length=limit,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        return padded_token_ids(self.tokenizer, prompts, self.max_prompt_tokens, what)
 
     @torch.no_grad()
     def encode_prompt(self, prompts: str | Sequence[str], what: str = "prompt") -> Tensor:
@@ -239,6 +255,11 @@ class DiffusionModel(nn.Module):
         mask = tokens["attention_mask"].to(device) if self.text_attention_mask else None
         out = self.text_encoder(tokens["input_ids"].to(device), attention_mask=mask)
         return out[0].float()
+
+    def encode_condition(self, prompts: str | Sequence[str], what: str = "prompt") -> Conditioning:
+        """The full UNet condition of `prompts`: here the token embeddings [B, L, D] alone
+        (`encode_prompt`); SDXL adds its pooled embedding."""
+        return Conditioning(self.encode_prompt(prompts, what))
 
     # ----------------------------------------------------------------------------------- image
     @torch.no_grad()
@@ -294,12 +315,25 @@ class DiffusionModel(nn.Module):
             return out[:, :c].float(), out[:, c:].float()
         return out.float(), None
 
-    def _unet_output(self, x_t: Tensor, t: Tensor, emb: Tensor, **unet_kwargs) -> Tensor:
+    def unet_conditioning(self, emb: Tensor | Conditioning, x_t: Tensor) -> dict:
+        """The UNet keyword arguments of a condition for samples x_t [B, C, h, w]: the token
+        embeddings as `encoder_hidden_states` (in the UNet's dtype). A model without a pooled
+        text input refuses a condition that carries one."""
+        cond = as_conditioning(emb)
+        if cond.pooled is not None or cond.time_ids is not None:
+            raise UserInputError(
+                f"base model {self.name!r} takes token embeddings only, not an SDXL condition "
+                f"(pooled embedding, time ids)"
+            )
+        return {"encoder_hidden_states": cond.tokens.to(self.dtype)}
+
+    def _unet_output(
+        self, x_t: Tensor, t: Tensor, emb: Tensor | Conditioning, **unet_kwargs
+    ) -> Tensor:
         """The UNet's raw output [B, C or 2C, h, w] for timesteps t [B], conditioned on emb."""
         dtype = self.dtype
-        return self.unet(
-            x_t.to(dtype), t, encoder_hidden_states=emb.to(dtype), return_dict=False, **unet_kwargs
-        )[0]
+        cond = self.unet_conditioning(emb, x_t)
+        return self.unet(x_t.to(dtype), t, return_dict=False, **cond, **unet_kwargs)[0]
 
     def eps(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
         """Noise prediction eps_theta(x_t, t, emb) [B, C, h, w] (fp32) for any prediction type."""

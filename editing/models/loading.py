@@ -4,7 +4,8 @@ user has not asked for offline mode.
 
 Resolution order for `path`:
 1. an existing directory: a diffusers-format folder (`model_index.json`, `unet/`, `text_encoder/`,
-   `tokenizer/`, `scheduler/`, and `vae/` for latent models);
+   `tokenizer/`, `scheduler/`, and `vae/` for latent models); with `text_encoder_2/` and
+   `tokenizer_2/` too it is an SDXL folder (`editing.models.sdxl.SDXLModel`);
 2. an existing file ending in `.safetensors` / `.ckpt`: a single original-layout checkpoint, loaded
    with diffusers' `from_single_file`; its component configs come from `config` (a local diffusers
    folder or a cached hub id), so nothing is fetched;
@@ -50,7 +51,15 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-LOADED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+LOADED_COMPONENTS = (
+    "unet",
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "scheduler",
+    "text_encoder_2",
+    "tokenizer_2",
+)
 """The folders of a diffusers repository that `load_from_folder` reads (no safety checker, no
 feature extractor)."""
 CONFIG_SUFFIXES = (".json", ".txt", ".model")
@@ -163,15 +172,120 @@ def _variant_of(component: Path, variant: str | None) -> str | None:
     return variant
 
 
+def is_sdxl_folder(folder: Path) -> bool:
+    """True for a diffusers folder with SDXL's second text encoder and tokenizer."""
+    return (folder / "text_encoder_2").is_dir() and (folder / "tokenizer_2").is_dir()
+
+
+def _text_encoder(folder: Path, component: str, default: str, torch_dtype, variant):
+    cls = _component_class(folder, component, ("transformers", default))
+    return cls.from_pretrained(
+        folder,
+        subfolder=component,
+        dtype=torch_dtype,
+        variant=_variant_of(folder / component, variant),
+    )
+
+
+def load_vae(path: str, dtype: str = "float32", revision: str | None = None):
+    """`base_model.vae=PATH`: a replacement `AutoencoderKL` from a VAE folder (config.json and
+    weights at its root), a model folder with `vae/`, or a hub id of either; frozen."""
+    from diffusers import AutoencoderKL
+
+    folder = _folder(path, revision, "base_model.vae")
+    sub = None if (folder / "config.json").is_file() else "vae"
+    config = folder / (sub or "") / "config.json"
+    kind = json.loads(config.read_text()).get("_class_name", "") if config.is_file() else ""
+    if "Autoencoder" not in str(kind):
+        raise UserInputError(
+            f"base_model.vae={path!r} is neither a VAE folder (config.json of an autoencoder) nor "
+            f"a model folder with vae/"
+        )
+    vae = AutoencoderKL.from_pretrained(folder, subfolder=sub, torch_dtype=weights_dtype(dtype))
+    return vae.eval().requires_grad_(False)
+
+
+def load_sdxl_folder(
+    folder: Path,
+    name: str,
+    resolution: int | None = None,
+    dtype: str = "float32",
+    variant: str | None = None,
+    vae_dtype: str = "float32",
+):
+    """Load an SDXL diffusers folder (two text encoders and tokenizers) into a frozen `SDXLModel`.
+
+    The VAE is stored in `vae_dtype` (default fp32: SDXL 1.0's VAE overflows in fp16), the UNet
+    and text encoders in `dtype`; `force_zeros_for_empty_prompt` comes from model_index.json
+    (default true, as SDXL 1.0 base)."""
+    from diffusers import UNet2DConditionModel
+
+    from editing.models.sdxl import SDXLModel
+
+    missing = [
+        c
+        for c in (
+            "unet",
+            "vae",
+            "text_encoder",
+            "text_encoder_2",
+            "tokenizer",
+            "tokenizer_2",
+            "scheduler",
+        )
+        if not (folder / c).is_dir()
+    ]
+    if missing:
+        raise UserInputError(
+            f"{folder} is not an SDXL model folder (missing {', '.join(missing)}/)"
+        )
+    torch_dtype = weights_dtype(dtype)
+    unet = UNet2DConditionModel.from_pretrained(
+        folder, subfolder="unet", torch_dtype=torch_dtype, variant=variant
+    )
+    vae_cls = _component_class(folder, "vae", ("diffusers", "AutoencoderKL"))
+    vae = vae_cls.from_pretrained(
+        folder, subfolder="vae", torch_dtype=weights_dtype(vae_dtype), variant=variant
+    )
+    text_encoder = _text_encoder(folder, "text_encoder", "CLIPTextModel", torch_dtype, variant)
+    text_encoder_2 = _text_encoder(
+        folder, "text_encoder_2", "CLIPTextModelWithProjection", torch_dtype, variant
+    )
+    tokenizers = [
+        _component_class(folder, c, ("transformers", "CLIPTokenizer")).from_pretrained(
+            folder, subfolder=c
+        )
+        for c in ("tokenizer", "tokenizer_2")
+    ]
+    index = folder / "model_index.json"
+    flags = json.loads(index.read_text()) if index.is_file() else {}
+    return SDXLModel(
+        unet,
+        text_encoder,
+        text_encoder_2,
+        *tokenizers,
+        load_scheduler(folder),
+        vae,
+        name=name,
+        resolution=resolution,
+        force_zeros_for_empty_prompt=bool(flags.get("force_zeros_for_empty_prompt", True)),
+    ).freeze()
+
+
 def load_from_folder(
     folder: Path,
     name: str,
     resolution: int | None = None,
     dtype: str = "float32",
     variant: str | None = None,
+    vae_dtype: str | None = None,
 ) -> DiffusionModel:
-    """Load the components of a diffusers-format folder into a frozen `DiffusionModel`."""
+    """Load the components of a diffusers-format folder into a frozen `DiffusionModel` (an
+    `SDXLModel` for an SDXL folder). `vae_dtype` (default: `dtype`; fp32 on SDXL) stores the VAE."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    if is_sdxl_folder(folder):
+        return load_sdxl_folder(folder, name, resolution, dtype, variant, vae_dtype or "float32")
 
     missing = [
         c for c in ("unet", "text_encoder", "tokenizer", "scheduler") if not (folder / c).is_dir()
@@ -192,7 +306,7 @@ def load_from_folder(
     if (folder / "vae").is_dir():
         vae_cls = _component_class(folder, "vae", ("diffusers", "AutoencoderKL"))
         vae = vae_cls.from_pretrained(
-            folder, subfolder="vae", torch_dtype=torch_dtype, variant=variant
+            folder, subfolder="vae", torch_dtype=weights_dtype(vae_dtype or dtype), variant=variant
         )
         assert isinstance(vae, AutoencoderKL) or hasattr(vae, "encode")
     te_cls = _component_class(folder, "text_encoder", ("transformers", "CLIPTextModel"))
@@ -223,13 +337,16 @@ def load_single_file(
     config: str | None,
     resolution: int | None = None,
     dtype: str = "float32",
+    vae_dtype: str | None = None,
 ) -> DiffusionModel:
     """Load an original-layout Stable Diffusion checkpoint (`.safetensors` / `.ckpt`).
 
     `config` names the diffusers folder (or cached hub id) whose component configs describe the
-    checkpoint, e.g. the SD 1.5 folder for SD 1.x fine-tunes; nothing is downloaded.
+    checkpoint, e.g. the SD 1.5 folder for SD 1.x fine-tunes, the SDXL 1.0 base folder for
+    `sd_xl_base_1.0.safetensors` and SDXL fine-tunes (then an `SDXLModel`, its VAE in
+    `vae_dtype`, default fp32); nothing is downloaded.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     if not config:
         raise UserInputError(
@@ -240,18 +357,35 @@ def load_single_file(
     config_dir = (
         Path(config) if Path(config).is_dir() else resolve_hub_id(config, configs_only=True)
     )
-    what = (
-        f"could not load {file} as a Stable Diffusion checkpoint with the configs of {config_dir}"
-    )
+    sdxl = is_sdxl_folder(config_dir)
+    family = "an SDXL" if sdxl else "a Stable Diffusion"
+    what = f"could not load {file} as {family} checkpoint with the configs of {config_dir}"
     try:
-        pipe = StableDiffusionPipeline.from_single_file(
-            str(file),
-            config=str(config_dir),
-            local_files_only=True,
-            torch_dtype=weights_dtype(dtype),
-            safety_checker=None,
-            requires_safety_checker=False,
-        )
+        if sdxl:  # the VAE read in its own dtype (fp32: not rounded through fp16 first)
+            vae = AutoencoderKL.from_single_file(
+                str(file),
+                config=str(config_dir),
+                subfolder="vae",
+                local_files_only=True,
+                torch_dtype=weights_dtype(vae_dtype or "float32"),
+            )
+            pipe = StableDiffusionXLPipeline.from_single_file(
+                str(file),
+                config=str(config_dir),
+                local_files_only=True,
+                torch_dtype=weights_dtype(dtype),
+                vae=vae,
+                add_watermarker=False,
+            )
+        else:
+            pipe = StableDiffusionPipeline.from_single_file(
+                str(file),
+                config=str(config_dir),
+                local_files_only=True,
+                torch_dtype=weights_dtype(dtype),
+                safety_checker=None,
+                requires_safety_checker=False,
+            )
     except UserInputError:
         raise
     except Exception as err:
@@ -262,9 +396,14 @@ def load_single_file(
                 "one of another model family)"
             )
         raise UserInputError(f"{what}: {reason}") from None
+    parts = (
+        ("unet", "vae", "text_encoder", "text_encoder_2")
+        if sdxl
+        else ("unet", "vae", "text_encoder")
+    )
     missing = [
         f"{part}.{key}"
-        for part in ("unet", "vae", "text_encoder")
+        for part in parts
         for key, tensor in getattr(pipe, part).state_dict(keep_vars=True).items()
         if tensor.is_meta
     ]
@@ -274,12 +413,30 @@ def load_single_file(
             f"{what}: the file is missing {len(missing)} weight(s) of this architecture "
             f"({', '.join(missing[:5])}{more})"
         )
+    if sdxl:
+        from editing.models.sdxl import SDXLModel
+
+        index = config_dir / "model_index.json"
+        flags = json.loads(index.read_text()) if index.is_file() else {}
+        return SDXLModel(
+            pipe.unet,
+            pipe.text_encoder,
+            pipe.text_encoder_2,
+            pipe.tokenizer,
+            pipe.tokenizer_2,
+            load_scheduler(config_dir),
+            pipe.vae,
+            name=name,
+            resolution=resolution,
+            force_zeros_for_empty_prompt=bool(flags.get("force_zeros_for_empty_prompt", True)),
+        ).freeze()
+    vae = pipe.vae.to(weights_dtype(vae_dtype)) if vae_dtype else pipe.vae
     return DiffusionModel(
         pipe.unet,
         pipe.text_encoder,
         pipe.tokenizer,
         load_scheduler(config_dir),
-        pipe.vae,
+        vae,
         name=name,
         resolution=resolution,
     ).freeze()
@@ -298,6 +455,8 @@ def load_model(
     sr_noise_level: int | None = None,
     max_prompt_tokens: int | None = None,
     vae_tiling: bool = False,
+    vae: str | None = None,
+    vae_dtype: str | None = None,
 ) -> DiffusionModel:
     """Load a base model from a local folder, a single checkpoint file or a (cached) hub id.
 
@@ -316,8 +475,17 @@ def load_model(
             its T5 tokenizer says 512).
         vae_tiling: encode and decode large images in overlapping tiles, and batches one image
             at a time (`set_vae_tiling`).
+        vae: a replacement VAE (folder or hub id, `load_vae`), e.g. an fp16-safe SDXL VAE.
+        vae_dtype: the VAE's storage dtype (default: `dtype`; float32 for SDXL, whose VAE
+            overflows in float16).
     """
-    model = _load_base(path, name, resolution, dtype, variant, revision, config)
+    model = _load_base(path, name, resolution, dtype, variant, revision, config, vae_dtype)
+    if vae:
+        model.vae = load_vae(
+            vae, vae_dtype or ("float32" if model.conditioning_kind == "sdxl" else dtype), revision
+        )
+        model.vae.to(model.device)
+        model._identity = None  # the identity covers the VAE's config
     set_vae_tiling(model, vae_tiling)
     if max_prompt_tokens:
         model.tokenizer.model_max_length = int(max_prompt_tokens)
@@ -362,21 +530,23 @@ def _folder(path: str, revision: str | None, what: str) -> Path:
     raise UserInputError(f"{what}={path!r} is not a folder or a hub id")
 
 
-def _load_base(path, name, resolution, dtype, variant, revision, config) -> DiffusionModel:
+def _load_base(
+    path, name, resolution, dtype, variant, revision, config, vae_dtype=None
+) -> DiffusionModel:
     if not path:
         raise UserInputError(
             "base_model.path is empty: give a diffusers folder, a hub id or a file"
         )
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
-        return load_from_folder(p, name or p.name, resolution, dtype, variant)
+        return load_from_folder(p, name or p.name, resolution, dtype, variant, vae_dtype)
     if p.is_file():
         if p.suffix not in (".safetensors", ".ckpt"):
             raise UserInputError(f"{p} is a file but not a .safetensors/.ckpt checkpoint")
-        return load_single_file(p, name or p.stem, config, resolution, dtype)
+        return load_single_file(p, name or p.stem, config, resolution, dtype, vae_dtype)
     if _HUB_ID.match(str(path)) and not str(path).startswith((".", "/", "~")):
         folder = resolve_hub_id(str(path), revision, variant=variant)
-        return load_from_folder(folder, name or str(path), resolution, dtype, variant)
+        return load_from_folder(folder, name or str(path), resolution, dtype, variant, vae_dtype)
     raise UserInputError(
         f"base_model.path={path!r} does not exist (not a folder, a checkpoint file or a hub id)"
     )
@@ -462,6 +632,9 @@ def save_model(model: DiffusionModel, folder: str | Path) -> Path:
         "_class_name": "DiffusionModel",
         "_diffusers_version": diffusers.__version__,
     }
+    if model.conditioning_kind == "sdxl":
+        parts.update(text_encoder_2=model.text_encoder_2, tokenizer_2=model.tokenizer_2)
+        index["force_zeros_for_empty_prompt"] = model.force_zeros_for_empty_prompt
     for component, obj in parts.items():
         obj.save_pretrained(folder / component)
         library = type(obj).__module__.split(".")[0]

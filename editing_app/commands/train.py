@@ -25,7 +25,7 @@ from editing_app.configs import CONFIG_DIR
 from editing_app.cpu_threads import set_cpu_threads
 from editing_app.registry import edit_command
 from editing_app.runtime import load_base_model
-from editing_app.training import run_stage, stage_configs
+from editing_app.training import check_stage_model, run_stage, stage_configs
 from editing_app.validation import validate_config
 
 log = logging.getLogger("train")
@@ -45,6 +45,7 @@ def train(cfg: DictConfig) -> list[Path]:
 
         check_image_file(cfg.image)
     model = load_base_model(cfg.base_model) if cfg.get("base_model") is not None else None
+    check_stage_model(stages, model)
     inputs = inputs_from_config(cfg, model)
     if inputs.checkpoint_dir is None:
         inputs.checkpoint_dir = inputs.output_dir

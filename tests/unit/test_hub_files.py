@@ -93,3 +93,58 @@ def test_a_component_without_the_variant_falls_back_to_its_plain_weights():
         "non_ema" in f or "safety_checker" in f or "/" not in f and f.endswith(".safetensors")
         for f in chosen
     )
+
+
+# Stable Diffusion XL 1.0 base: two text encoders and tokenizers, root single files, an extra VAE
+# folder (vae_1_0), ONNX/OpenVINO/Flax exports.
+SDXL_CONFIGS = [
+    *COMPONENT_CONFIGS,
+    "text_encoder_2/config.json",
+    "tokenizer_2/merges.txt",
+    "tokenizer_2/special_tokens_map.json",
+    "tokenizer_2/tokenizer_config.json",
+    "tokenizer_2/vocab.json",
+]
+SDXL = [
+    ".gitattributes",
+    "LICENSE.md",
+    "README.md",
+    "sd_xl_base_1.0.safetensors",
+    "sd_xl_base_1.0_0.9vae.safetensors",
+    "sd_xl_offset_example-lora_1.0.safetensors",
+    "text_encoder/flax_model.msgpack",
+    "text_encoder/model.fp16.safetensors",
+    "text_encoder/model.onnx",
+    "text_encoder/model.safetensors",
+    "text_encoder/openvino_model.bin",
+    "text_encoder/openvino_model.xml",
+    "text_encoder_2/flax_model.msgpack",
+    "text_encoder_2/model.fp16.safetensors",
+    "text_encoder_2/model.onnx",
+    "text_encoder_2/model.onnx_data",
+    "text_encoder_2/model.safetensors",
+    "unet/diffusion_flax_model.msgpack",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/model.onnx",
+    "unet/model.onnx_data",
+    "vae/diffusion_flax_model.msgpack",
+    "vae/diffusion_pytorch_model.fp16.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae_1_0/config.json",
+    "vae_1_0/diffusion_pytorch_model.fp16.safetensors",
+    "vae_1_0/diffusion_pytorch_model.safetensors",
+    "vae_decoder/config.json",
+    "vae_decoder/model.onnx",
+    "vae_encoder/config.json",
+    "vae_encoder/model.onnx",
+    *SDXL_CONFIGS,
+]
+
+
+def test_the_sdxl_layout_fetches_both_text_encoders_and_tokenizers():
+    plain = [*PLAIN, "text_encoder_2/model.safetensors"]
+    fp16 = [*FP16, "text_encoder_2/model.fp16.safetensors"]
+    assert hub_files_to_fetch(SDXL) == sorted(SDXL_CONFIGS + plain)
+    assert hub_files_to_fetch(SDXL, variant="fp16") == sorted(SDXL_CONFIGS + fp16)
+    assert hub_files_to_fetch(SDXL, configs_only=True) == sorted(SDXL_CONFIGS)
