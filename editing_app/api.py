@@ -37,7 +37,7 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,6 +252,7 @@ def train(
     image_fit: str = DEFAULT_FIT,
     output_dir: str | Path | None = None,
     trainer: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Any] = (),
     **stage_settings: Any,
 ) -> TrainedArtifacts:
     """Run a training stage once (`train.py stage=<stage>`) and keep its artifacts in memory.
@@ -267,6 +268,8 @@ def train(
             with checkpoint_dir=D); None: a new temporary folder, kept (see `.folder`).
         trainer: `trainer.*` settings over configs/trainer/default.yaml (the trainer follows the
             model's device; progress bar off). One device only: use train.py for DDP/FSDP.
+        callbacks: Lightning callbacks added to each stage's trainer (progress reports, a cancel
+            that raises out of the fit: the stage then writes no artifact).
         **stage_settings: `stage.*` settings (`num_inference_steps=10`, `num_inner_steps=5`; for
             the two-part Imagic stages `embed={"num_steps": 100}`, `finetune={...}`).
 
@@ -308,7 +311,9 @@ def train(
         with claim_output_dir(folder, "editing_app.api.train"), _quiet_training():
             for stage_cfg in stage_configs(cfg.stage):
                 with _user_errors():
-                    run = run_stage(cfg, stage_cfg, diffusion, inputs, folder)
+                    run = run_stage(
+                        cfg, stage_cfg, diffusion, inputs, folder, extra_callbacks=callbacks
+                    )
                 artifacts[run.stage] = load_artifact(run.artifact, run.stage)
     except BaseException:
         if temporary:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,10 +118,13 @@ def check_shared_model_trainer(
         raise UserInputError(precision_refusal.format(precision=precision))
 
 
-def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path):
+def build_trainer(
+    cfg: DictConfig, stage: str, max_steps: int, output_dir: Path, extra_callbacks: Sequence = ()
+):
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks,
-    (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total, and
-    (with `offload_frozen`) the frozen text encoder and VAE on the CPU during the fit."""
+    (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total,
+    (with `offload_frozen`) the frozen text encoder and VAE on the CPU during the fit, and the
+    caller's `extra_callbacks` (the web app's progress and cancel)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from callbacks.atomic_checkpoint import AtomicCheckpointIO
@@ -130,7 +134,7 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
 
     export = ArtifactExport(output_dir)
     timer = StepTimer()
-    callbacks = [export, timer]
+    callbacks = [export, timer, *extra_callbacks]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StageProgressBar())
     if cfg.get("offload_frozen", False):
@@ -188,6 +192,7 @@ def run_stage(
     inputs: Inputs,
     output_dir: Path,
     resume: bool = False,
+    extra_callbacks: Sequence = (),
 ) -> StageRun:
     """Seed, build and fit one stage; the export callback writes its artifact into output_dir.
 
@@ -195,7 +200,8 @@ def run_stage(
     (a missing checkpoint starts from scratch, logged; an unreadable one is refused, naming it).
     A checkpoint at the stage's final step writes the artifact from the checkpoint's state.
     Temporary files that killed writes of this stage left are removed first. A fit that fails
-    before its first optimisation step removes the log folder it created.
+    before its first optimisation step removes the log folder it created. `extra_callbacks` join
+    the trainer's own (`build_trainer`).
     """
     import lightning.pytorch as pl
 
@@ -205,7 +211,9 @@ def run_stage(
     if _is_first_process():
         remove_stage_partials(output_dir, module.stage)
     datamodule = build_datamodule(stage_cfg, module, model, inputs)
-    trainer, export, timer = build_trainer(cfg, module.stage, module.trainer_max_steps, output_dir)
+    trainer, export, timer = build_trainer(
+        cfg, module.stage, module.trainer_max_steps, output_dir, extra_callbacks
+    )
     ckpt_path = None
     if resume:
         ckpt = latest_checkpoint(output_dir / "checkpoints" / module.stage)

@@ -227,6 +227,17 @@ SR_RULES: dict[str, Rule] = {
 }
 
 
+APP_RULES: dict[str, Rule] = {
+    # app.py (configs/app.yaml); app.auth's form is checked by editing_app.web.settings
+    "host": Rule("text"),
+    "port": Rule("int", low=1, high=65535),
+    "auth": Rule("text", optional=True),
+    "session_dir": Rule("text"),
+    "max_upload_mb": Rule("float", low=0, open_low=True, high=4096),
+    "max_sessions": Rule("int", low=1),
+}
+
+
 def _check_node(node: Any, prefix: str, rules: dict[str, Rule]) -> None:
     for key in list(node.keys()):
         rule = rules.get(str(key))
@@ -275,3 +286,5 @@ def validate_config(cfg: Any) -> None:
         _check_node(cfg.sr, "sr.", SR_RULES)
     if cfg.get("metrics") is not None:
         _check_node(cfg.metrics, "metrics.", METRIC_RULES)
+    if cfg.get("app") is not None:
+        _check_node(cfg.app, "app.", APP_RULES)

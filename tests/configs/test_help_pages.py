@@ -14,6 +14,7 @@ PAGES = {
     "edit": ["method", "base_model", "clip"],
     "train": ["stage", "base_model", "trainer", "callbacks", "logger"],
     "evaluate": ["method", "suite", "base_model", "clip", "trainer"],
+    "app": ["base_model", "clip"],
 }
 
 

@@ -11,6 +11,7 @@ from editing.errors import UserInputError
 from editing_app.configs import CONFIG_DIR, compose_config
 from editing_app.registry import build_editor, editor_class, editor_defaults, method_names
 from editing_app.validation import (
+    APP_RULES,
     BASE_MODEL_RULES,
     CALLBACK_RULES,
     METRIC_RULES,
@@ -124,6 +125,18 @@ def _other_cases() -> list:
     cases += _cases(
         "evaluate", ["output_dir=/tmp/o"], lambda c: [("metrics.", c.metrics, METRIC_RULES)]
     )
+    cases += _cases(
+        "app",
+        [],
+        lambda c: [
+            ("app.", c.app, APP_RULES),
+            (
+                "",
+                OmegaConf.masked_copy(c, [k for k in c if k not in GROUP_NODES | {"app"}]),
+                TOP_RULES,
+            ),
+        ],
+    )
     return cases
 
 
@@ -134,7 +147,8 @@ def _composed(config: str, overrides: list[str]):
     """A fresh copy of a composed config (each composition is made once per session)."""
     key = (config, *overrides)
     if key not in _COMPOSED:
-        _COMPOSED[key] = compose_config(config, [*overrides, "output_dir=/tmp/o"])
+        output = [] if config == "app" else ["output_dir=/tmp/o"]  # the app writes no output_dir
+        _COMPOSED[key] = compose_config(config, [*overrides, *output])
     return OmegaConf.create(OmegaConf.to_container(_COMPOSED[key], resolve=True))
 
 

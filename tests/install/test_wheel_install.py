@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NOT_INSTALLED = ("train", "edit", "evaluate", "demo", "benchmarks")
+NOT_INSTALLED = ("train", "edit", "evaluate", "demo", "app", "benchmarks")
 
 
 def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -164,6 +164,7 @@ def _check_installed(python: Path, work: Path) -> None:
         "diffusion-edit-evaluate",
         "diffusion-edit-demo",
         "diffusion-edit-export-unet",
+        "diffusion-edit-app",
     ):
         assert (python.parent / script).is_file(), script
 

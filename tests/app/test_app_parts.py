@@ -1,0 +1,272 @@
+"""The web app's parts without a server: the address and password rules, the upload checks,
+the demo plans, the sliders' settings, and a session that trains once, edits many times and
+cancels a training run leaving nothing behind (demo model, step counts cut)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from editing.errors import UserInputError
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = REPO / "assets" / "examples" / "red_circle.png"
+SOURCE = "a large red circle in the center on a gray background"
+SQUARE = "a large red square in the center on a gray background"
+
+
+# --------------------------------------------------------------------------- settings
+def settings_of(**app):
+    from omegaconf import OmegaConf
+
+    from editing_app.web.settings import AppSettings
+
+    base = dict(
+        host="127.0.0.1", port=7860, auth=None, session_dir="s", max_upload_mb=20, max_sessions=8
+    )
+    return AppSettings.from_config(OmegaConf.create({**base, **app}))
+
+
+def test_only_loopback_listens_without_a_password(tmp_path):
+    assert settings_of().auth == () and "loopback only" in settings_of().describe()
+    assert settings_of(host="::1").auth == ()
+    with pytest.raises(UserInputError, match="app.auth=user:password"):
+        settings_of(host="0.0.0.0")
+    with pytest.raises(UserInputError, match="app.auth"):
+        settings_of(host="192.168.1.5")
+    opened = settings_of(host="0.0.0.0", auth="me:secret:with:colons")
+    assert opened.auth == (("me", "secret:with:colons"),)
+    assert "password required" in opened.describe()
+    users = tmp_path / "users.txt"
+    users.write_text("# who may edit\nann:one\n\nbob:two\n")
+    assert settings_of(host="10.0.0.2", auth=str(users)).auth == (("ann", "one"), ("bob", "two"))
+    for bad in ("nouser", ":pw", "user:"):
+        with pytest.raises(UserInputError, match="app.auth"):
+            settings_of(auth=bad)
+    users.write_text("# nobody\n")
+    with pytest.raises(UserInputError, match="names no user"):
+        settings_of(auth=str(users))
+
+
+# ---------------------------------------------------------------------------- uploads
+def test_uploads_are_checked_before_they_are_copied_in(tmp_path):
+    from editing_app.web.uploads import accept_upload
+
+    root, folder = tmp_path / "uploads", tmp_path / "session"
+    root.mkdir()
+    shutil.copy(IMAGE, root / "photo.png")
+    copy = accept_upload(root / "photo.png", "photo", root, folder, 1 << 20)
+    assert copy.parent == folder and copy.read_bytes() == IMAGE.read_bytes()
+    assert accept_upload(root / "photo.png", "photo", root, folder, 1 << 20) == copy  # one copy
+    with pytest.raises(UserInputError, match="uploaded through the page"):
+        accept_upload(IMAGE, "photo", root, folder, 1 << 20)  # a path outside the upload folder
+    with pytest.raises(UserInputError, match="uploaded through the page"):
+        accept_upload(root / ".." / "elsewhere.png", "photo", root, folder, 1 << 20)
+    with pytest.raises(UserInputError, match="limit is"):
+        accept_upload(root / "photo.png", "photo", root, folder, 100)
+    (root / "text.png").write_text("not an image")
+    with pytest.raises(UserInputError, match=r"^cannot read photo text.png"):
+        accept_upload(root / "text.png", "photo", root, folder, 1 << 20)
+    assert sorted(p.name for p in folder.iterdir()) == [copy.name]  # nothing else was written
+
+
+def test_a_painted_mask_is_what_was_painted(tmp_path):
+    from editing_app.web.uploads import mask_from_layers
+
+    assert mask_from_layers(None, tmp_path) is None
+    empty = np.zeros((6, 8, 4), np.uint8)
+    assert mask_from_layers([empty], tmp_path) is None
+    painted = empty.copy()
+    painted[1:3, 2:5, 3] = 255
+    path = mask_from_layers([painted], tmp_path)
+    mask = np.asarray(Image.open(path))
+    assert mask.shape == (6, 8) and mask.dtype == np.uint8
+    assert (mask == 255).sum() == 6 and (mask[1:3, 2:5] == 255).all()
+
+
+# ------------------------------------------------------------------ plans and sliders
+def test_the_demo_plans_are_make_demos_settings():
+    from editing_app.commands.demo import blended_settings
+    from editing_app.web.methods import METHOD_LABELS, method_plan
+
+    plans = {f: method_plan(f, "demo", latent=False) for f in METHOD_LABELS.values()}
+    assert (
+        plans["imagic"].stage == "imagic_demo"
+        and plans["imagic"].edit_settings["guidance_scale"] == 3
+    )
+    assert plans["null_text_p2p"].stage_settings == {
+        "num_inference_steps": 50,
+        "num_inner_steps": 10,
+    }
+    assert plans["null_text_p2p"].edit_settings["blend_words"] == "auto"
+    assert plans["direct_inversion"].stage is None
+    assert plans["direct_inversion"].edit_settings["invert_with_source"] is True
+    assert plans["direct_inversion"].edit_settings["num_inversion_steps"] == 50
+    demo_blended = dict(o.split("=", 1) for o in blended_settings("demo", False))
+    assert plans["blended"].method == demo_blended["method"] == "blended"
+    assert plans["blended"].edit_settings["dilate"] == int(demo_blended["method.dilate"])
+    # Other models: the configs' defaults; Blended is Blended Latent Diffusion on latent models.
+    assert method_plan("imagic", "sd15", latent=True).stage == "imagic"
+    assert method_plan("blended", "sd15", latent=True).method == "blended_latent"
+
+
+def test_slider_settings_per_method():
+    from editing_app.web.session import parse_seeds, slider_settings
+
+    values = dict(eta=0.8, seeds="0, 2", imagic_guidance=3, noise_lambda=0.4, di_guidance=5,
+                  cross_replace=0.6, self_replace=0.3, reweight_word="", reweight_factor=2,
+                  candidates=4)  # fmt: skip
+    assert slider_settings("imagic", values) == {"eta": 0.8, "seeds": [0, 2], "guidance_scale": 3.0}
+    assert slider_settings("direct_inversion", values) == {
+        "noise_lambda": 0.4,
+        "guidance_scale": 5.0,
+    }
+    assert "equalizer" not in slider_settings("null_text_p2p", values)
+    reweighted = slider_settings("null_text_p2p", {**values, "reweight_word": " blue "})
+    assert reweighted["equalizer"] == {"blue": 2.0} and reweighted["cross_replace_steps"] == 0.6
+    assert slider_settings("blended", values) == {"num_candidates": 4, "num_augmentations": 4}
+    assert slider_settings("blended_latent", values) == {"num_candidates": 4}
+    assert parse_seeds(3) == [3]
+    for bad in ("", "a", "-1", "1.5"):
+        with pytest.raises(UserInputError, match="seeds"):
+            parse_seeds(bad)
+
+
+# ------------------------------------------------------------------------- a session
+@pytest.fixture(scope="module")
+def demo_model():
+    from editing_app import api
+
+    return api.load_model("demo", device="cpu")
+
+
+@pytest.fixture
+def session(tmp_path):
+    from editing_app.web.session import Session
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    shutil.copy(IMAGE, uploads / "photo.png")
+    session = Session(tmp_path / "session", uploads, 1 << 20)
+    session.set_photo(uploads / "photo.png")
+    return session
+
+
+def quick_imagic():
+    from editing_app.web.methods import method_plan
+
+    plan = method_plan("imagic", "demo", latent=False)
+    stage = {"embed": {"num_steps": 3}, "finetune": {"num_steps": 3}}
+    edit = {**plan.edit_settings, "num_inference_steps": 3}
+    return replace(plan, stage_settings=stage, edit_settings=edit)
+
+
+def test_a_session_trains_once_and_edits_from_memory(session, demo_model, monkeypatch):
+    plan = quick_imagic()
+    reports = []
+    kwargs = dict(source_prompt="", target_prompt=SQUARE, seed=0)
+    first = session.run(
+        demo_model,
+        plan,
+        settings={"eta": 0.7, "seeds": [0]},
+        report=lambda *r: reports.append(r),
+        **kwargs,
+    )
+    assert first.trained and not first.reused and first.train_seconds > 0
+    assert ("imagic_embed", 3, 3) in reports and ("imagic_finetune", 3, 3) in reports
+    names = sorted(p.name for p in first.artifacts)
+    assert names == ["imagic_embed.safetensors", "imagic_finetune.safetensors"]
+    assert all(p.is_relative_to(session.folder) for p in first.artifacts)
+    # A further edit trains nothing and reads no artifact file: the tensors are in memory.
+    import editing.io.artifacts as artifacts
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("an artifact file was read again")
+
+    monkeypatch.setattr(artifacts, "load_artifact", no_reading)
+    second = session.run(demo_model, plan, settings={"eta": 0.9, "seeds": [0]}, **kwargs)
+    assert not second.trained and second.reused and second.train_seconds == 0
+    assert second.output.params[0]["eta"] == 0.9
+    assert (second.folder / "edit.png").is_file() and second.folder != first.folder
+    assert Image.open(second.folder / "edit.png").text["method"] == "imagic"
+
+
+def test_cancel_ends_the_training_run_and_keeps_nothing(session, demo_model):
+    from editing_app.web.session import Cancelled
+
+    plan = quick_imagic()
+    plan = replace(plan, stage_settings={"embed": {"num_steps": 50}, "finetune": {"num_steps": 50}})
+    seen = []
+
+    def report(stage, done, total):
+        seen.append((stage, done))
+        if done == 2:  # Cancel pressed during the embedding stage
+            session.cancel.set()
+
+    with pytest.raises(Cancelled):
+        session.run(
+            demo_model,
+            plan,
+            source_prompt="",
+            target_prompt=SQUARE,
+            seed=0,
+            settings={},
+            report=report,
+        )
+    assert max(done for _, done in seen) < 50
+    assert not session.trained
+    assert not (session.folder / "artifacts").exists() or not any(
+        (session.folder / "artifacts").iterdir()
+    )
+
+
+def test_blended_edits_inside_a_painted_mask_only(session, demo_model):
+    from editing_app.web.methods import method_plan
+    from editing_app.web.uploads import mask_from_layers
+
+    plan = method_plan("blended", "demo", latent=False)
+    quick = {**plan.edit_settings, "num_timesteps": 4, "skip_timesteps": 1, "dilate": 0}
+    plan = replace(plan, edit_settings=quick)
+    layer = np.zeros((32, 32, 4), np.uint8)  # painted on the mask editor's copy of the photo
+    layer[8:24, 8:24, 3] = 255
+    mask = mask_from_layers([layer], session.folder / "inputs")
+    settings = {"num_candidates": 1, "num_augmentations": 1}
+    record = session.run(
+        demo_model,
+        plan,
+        source_prompt="",
+        target_prompt=SQUARE,
+        seed=0,
+        settings=settings,
+        mask=mask,
+    )
+    assert not record.trained and record.artifacts == []
+    edited = np.asarray(Image.open(record.folder / "edit_full.png").convert("RGB"))
+    photo = np.asarray(Image.open(IMAGE).convert("RGB"))
+    outside = np.ones(photo.shape[:2], bool)
+    outside[8:24, 8:24] = False
+    assert np.array_equal(edited[outside], photo[outside])  # the photo's own pixels outside
+    assert not np.array_equal(edited[~outside], photo[~outside])
+
+
+def test_the_sliders_start_at_the_plans_settings():
+    pytest.importorskip("gradio", reason="the page needs the app extra")
+    from editing_app.web.methods import METHOD_LABELS, method_plan
+    from editing_app.web.page import _method_defaults
+
+    def defaults(base_model, latent):
+        return _method_defaults(
+            {f: method_plan(f, base_model, latent) for f in METHOD_LABELS.values()}
+        )
+
+    demo = defaults("demo", False)  # make demo's settings
+    assert (demo["eta"], demo["seeds"], demo["imagic_guidance"]) == (0.7, "0,1", 3.0)
+    assert (demo["noise_lambda"], demo["di_steps"], demo["candidates"]) == (0.3, 50, 8)
+    other = defaults("sd15", True)  # configs/method/*.yaml
+    assert (other["seeds"], other["imagic_guidance"], other["di_steps"]) == ("0,1,2,3", 7.5, 100)
+    assert other["candidates"] == 4  # Blended Latent Diffusion's
