@@ -201,7 +201,7 @@ def test_an_artifact_without_the_key_is_an_sd_one(tiny_model, tmp_path):
     load_artifact(path, "imagic_embed", expect=model_metadata(tiny_model))
 
 
-@pytest.mark.parametrize("method", ["imagic", "null_text_p2p", "blended"])
+@pytest.mark.parametrize("method", ["null_text_p2p", "blended"])
 def test_methods_not_yet_on_sdxl_are_refused_in_one_line(method, tiny_sdxl_model):
     import hydra
 
@@ -220,13 +220,14 @@ def test_conditioning_rows_and_batching():
         Conditioning.cat([a, Conditioning(torch.randn(1, 3, 4))])
 
 
-def test_train_py_refuses_its_stages_on_sdxl(wide_photo, tmp_path):
+def test_train_py_refuses_stages_not_on_sdxl(wide_photo, tmp_path):
     from editing_app.commands import train
 
     cfg = compose_config(
         "train",
         [
-            "stage=imagic",
+            "stage=null_text",
+            "source_prompt=a square",
             "base_model=tiny_sdxl",
             f"image={wide_photo}",
             "target_prompt=a cat",
