@@ -98,6 +98,20 @@ def test_an_embedding_artifact_without_the_pooled_part_is_refused(wide_photo, tm
         ImagicFinetuneStage(model, stage.inputs, num_steps=2)
 
 
+def test_lr_null_is_refused_outside_fine_tunes(wide_photo, tmp_path):
+    from editing.errors import UserInputError
+    from editing_app.validation import validate_config
+
+    cfg = compose_config("train", ["stage=null_text", "stage.lr=null", f"output_dir={tmp_path}"])
+    with pytest.raises(UserInputError, match="stage.lr needs a value, got null"):
+        validate_config(cfg)
+    validate_config(
+        compose_config(
+            "train", ["stage=imagic", "stage.finetune.lr=null", f"output_dir={tmp_path}"]
+        )
+    )
+
+
 def test_interpolation_ends_are_the_two_embeddings_on_both_fields():
     g = torch.Generator().manual_seed(0)
     e_tgt = Conditioning(torch.randn(1, 77, 48, generator=g), torch.randn(1, 32, generator=g))
@@ -153,10 +167,11 @@ def test_a_two_step_lora_fine_tune_changes_only_adapter_weights(wide_photo, tmp_
     assert all(k.startswith(("e_", "lora.")) for k in tensors)  # no full UNet weights
 
 
-def test_train_py_then_edit_py_on_sdxl(wide_photo, tmp_path, tiny_sdxl_model):
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_train_py_then_edit_py_on_sdxl(mode, wide_photo, tmp_path, tiny_sdxl_model):
     from editing_app.commands import edit, train
 
-    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    ckpt = tmp_path / "ckpt"
     paths = train.train(
         compose_config(
             "train",
@@ -168,6 +183,7 @@ def test_train_py_then_edit_py_on_sdxl(wide_photo, tmp_path, tiny_sdxl_model):
                 f"output_dir={ckpt}",
                 "stage.embed.num_steps=2",
                 "stage.finetune.num_steps=2",
+                f"stage.finetune.finetune_mode={mode}",
                 "trainer=cpu",
                 "callbacks=none",
                 "logger=none",
@@ -175,24 +191,34 @@ def test_train_py_then_edit_py_on_sdxl(wide_photo, tmp_path, tiny_sdxl_model):
         )
     )
     assert [p.name for p in paths] == ["imagic_embed.safetensors", "imagic_finetune.safetensors"]
-    meta = read_metadata(ckpt / "imagic_finetune.safetensors")
-    assert meta["conditioning"] == "sdxl" and '"finetune_mode": "lora"' in meta["hparams"]
-    cfg = compose_config(
-        "edit",
-        [
-            "method=imagic",
-            "base_model=tiny_sdxl",
-            f"image={wide_photo}",
-            f"checkpoint_dir={ckpt}",
-            f"output_dir={out}",
-            "method.eta=[0.0,1.0]",
-            "method.seeds=[0]",
-            "method.num_inference_steps=2",
-        ],
-    )
-    assert edit.edit(cfg) == out / "edit.png"
+    tuned = load_artifact(ckpt / "imagic_finetune.safetensors", "imagic_finetune")
+    expected = {"auto": ("lora", 1e-4, "lora."), "full": ("full", 5e-7, "unet.")}[mode]
+    hparams = tuned.hparams
+    assert (hparams["finetune_mode"], hparams["lr"]) == expected[:2]
+    assert tuned.metadata["conditioning"] == "sdxl"
+    assert any(k.startswith(expected[2]) for k in tuned.tensors)
+    embed = load_artifact(ckpt / "imagic_embed.safetensors", "imagic_embed")
+    assert torch.equal(tuned["e_opt_pooled"], embed["e_opt_pooled"])  # step B's condition is A's
     h, w = SizeRule.for_model(tiny_sdxl_model).plan((64, 48)).size
-    assert Image.open(out / "edit.png").size == (w, h) and w > h
+    # the edit from the fine-tune, and from the embedding alone (method.finetuned=false)
+    for finetuned in ("true", "false"):
+        out = tmp_path / f"out_{finetuned}"
+        cfg = compose_config(
+            "edit",
+            [
+                "method=imagic",
+                "base_model=tiny_sdxl",
+                f"image={wide_photo}",
+                f"checkpoint_dir={ckpt}",
+                f"output_dir={out}",
+                "method.eta=[0.0,1.0]",
+                "method.seeds=[0]",
+                "method.num_inference_steps=2",
+                f"method.finetuned={finetuned}",
+            ],
+        )
+        assert edit.edit(cfg) == out / "edit.png"
+        assert Image.open(out / "edit.png").size == (w, h) and w > h
 
 
 def test_sampling_from_the_embeddings_batches_their_pooled_parts(wide_photo, tmp_path):
