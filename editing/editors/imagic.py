@@ -91,18 +91,19 @@ def interpolate(e_tgt: Embedding, e_opt: Embedding, eta: float) -> Embedding:
     tokens [1, L, D] and, on SDXL, pooled [1, P]."""
     if isinstance(e_tgt, Conditioning):
         tokens = interpolate(e_tgt.tokens, e_opt.tokens, eta)
-        return Conditioning(tokens, interpolate(e_tgt.pooled, e_opt.pooled, eta))
+        pooled = None if e_tgt.pooled is None else interpolate(e_tgt.pooled, e_opt.pooled, eta)
+        return Conditioning(tokens, pooled)
     return eta * e_tgt + (1.0 - eta) * e_opt
 
 
 def embedding_tensors(name: str, emb: Embedding) -> dict[str, Tensor]:
     """Artifact tensors of an embedding, fp32: {name: tokens} plus {name_pooled: pooled} on SDXL."""
-    if isinstance(emb, Conditioning):
-        return {
-            name: emb.tokens.detach().float(),
-            name + POOLED_SUFFIX: emb.pooled.detach().float(),
-        }
-    return {name: emb.detach().float()}
+    if not isinstance(emb, Conditioning):
+        return {name: emb.detach().float()}
+    tensors = {name: emb.tokens.detach().float()}
+    if emb.pooled is not None:
+        tensors[name + POOLED_SUFFIX] = emb.pooled.detach().float()
+    return tensors
 
 
 def artifact_embeddings(artifact: Artifact, model) -> tuple[Embedding, Embedding]:

@@ -239,3 +239,14 @@ def test_sampling_from_the_embeddings_batches_their_pooled_parts(wide_photo, tmp
     pooled = seen[0]  # [uncond x 2; eta=0; eta=1]
     assert not pooled[:2].any()
     assert torch.equal(pooled[2:], torch.cat([e_opt.pooled, e_tgt.pooled]))
+
+
+def test_sd_models_keep_plain_token_embeddings(tiny_model, image_path, tmp_path):
+    inputs = Inputs(
+        image=load_image(image_path, 32), target_prompt=PROMPT, output_dir=tmp_path, seed=0
+    )
+    stage = ImagicEmbedStage(tiny_model, inputs, num_steps=1)
+    assert stage.e_opt_pooled is None and isinstance(stage.condition(), torch.Tensor)
+    assert "e_opt_pooled" not in stage.state_dict()
+    tensors, _ = stage.artifact()
+    assert sorted(tensors) == ["e_opt", "e_tgt"]
