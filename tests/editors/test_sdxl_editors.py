@@ -256,13 +256,18 @@ def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
     assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
 
 
-@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent"])
+@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent", "imagic"])
 def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
     from editing_app.evaluation.runner import run_suite
 
     steps = {
         "direct_inversion": ["method.num_inversion_steps=3", "method.num_inference_steps=3"],
         "blended_latent": ["method.num_inference_steps=3", "method.num_candidates=1"],
+        "imagic": [
+            "method.num_inference_steps=2",
+            "method.seeds=[0]",
+            'train_overrides=["stage.embed.num_steps=2","stage.finetune.num_steps=2"]',
+        ],
     }[method]
     out = tmp_path / "out"
     cfg = compose_config(

@@ -164,6 +164,11 @@ def test_a_two_step_lora_fine_tune_changes_only_adapter_weights(wide_photo, tmp_
     tensors, metadata = stage.artifact()
     assert torch.equal(tensors["e_opt_pooled"], e_opt_pooled)
     assert metadata["finetune_mode"] == "lora"
+    previews = stage.preview(
+        1
+    )  # what the preview callback shows: eta 0, 0.7, 1 at the working size
+    assert [label for label, _ in previews] == ["eta=0", "eta=0.7", "eta=1"]
+    assert all(tuple(img.shape[-2:]) == stage.inputs.image.size for _, img in previews)
     assert all(k.startswith(("e_", "lora.")) for k in tensors)  # no full UNet weights
 
 
