@@ -35,15 +35,23 @@ def stage_configs(stage_cfg: DictConfig) -> list[DictConfig]:
 
 
 def check_stage_model(stages: list[DictConfig], model) -> None:
-    """Refuse, in one line, training stages on an SDXL model: none passes SDXL's pooled embedding
-    yet (the SDXL methods, Direct Inversion and Blended Latent, need no training stage)."""
+    """Refuse, in one line, training stages that do not run on an SDXL model: those whose module
+    does not say `supports_sdxl` (Imagic's embedding and fine-tune stages do: their embedding
+    carries SDXL's pooled part)."""
     if model is None or getattr(model, "conditioning_kind", "text") != "sdxl":
         return
-    names = ", ".join(str(s.get("_target_", "?")).rsplit(".", 1)[-1] for s in stages)
-    raise UserInputError(
-        f"train.py stages ({names}) do not run on SDXL yet (base model {model.name!r}); on SDXL "
-        f"edit without training: edit.py method=direct_inversion or method=blended_latent"
-    )
+    targets = [str(s.get("_target_", "?")) for s in stages]
+    refused = [
+        t.rsplit(".", 1)[-1]
+        for t in targets
+        if not getattr(hydra.utils.get_class(t), "supports_sdxl", False)
+    ]
+    if refused:
+        raise UserInputError(
+            f"train.py stages ({', '.join(refused)}) do not run on SDXL yet (base model "
+            f"{model.name!r}); on SDXL train stage=imagic, or edit without training: edit.py "
+            f"method=direct_inversion or method=blended_latent"
+        )
 
 
 def build_module(stage_cfg: DictConfig, model, inputs):

@@ -125,15 +125,16 @@ def stage_rules() -> dict[str, Rule]:
     """Stage settings (the stages' own choice lists: imported here, with Lightning, for train.py
     only); nested nodes (`arch`, `datamodule`) belong to their builders."""
     from lightning_modules.base import _OPTIMIZERS as OPTIMIZERS
-    from lightning_modules.unet_finetune import FINETUNE_MODES, SAVE_DTYPES
+    from lightning_modules.unet_finetune import FINETUNE_MODE_SETTINGS, SAVE_DTYPES
 
     return {
         "name": Rule("text"),
         "num_steps": STEPS,
         "batch_size": COUNT,
-        "lr": POSITIVE,
+        # null: the fine-tune mode's default (fine-tunes only: `check_stage_lr`)
+        "lr": Rule("float", low=0.0, open_low=True, optional=True),
         "optimizer": Rule("choice", options=OPTIMIZERS),
-        "finetune_mode": Rule("choice", options=FINETUNE_MODES),
+        "finetune_mode": Rule("choice", options=FINETUNE_MODE_SETTINGS),
         "lora_rank": COUNT,
         "lora_alpha": Rule("float", low=0.0, open_low=True, optional=True),
         "lora_targets": Rule("texts"),
@@ -245,6 +246,12 @@ def _check_node(node: Any, prefix: str, rules: dict[str, Rule]) -> None:
             rule.check(node[key], settings.FullKey(f"{prefix}{key}"))
 
 
+def check_stage_lr(node: Any, prefix: str) -> None:
+    """Refuse `lr: null` in a stage without a fine-tune mode to take its default from."""
+    if "lr" in node and node.get("lr") is None and "finetune_mode" not in node:
+        raise UserInputError(f"{prefix}lr needs a value, got null")
+
+
 def stage_nodes(stage: Any) -> list[tuple[str, Any]]:
     """(key prefix, node) of every stage a stage config runs (composites: each sub-stage)."""
     if "sequence" in stage:
@@ -277,6 +284,7 @@ def validate_config(cfg: Any) -> None:
         rules = stage_rules()
         for prefix, node in stage_nodes(cfg.stage):
             _check_node(node, prefix, rules)
+            check_stage_lr(node, prefix)
     callbacks = cfg.get("callbacks")
     if callbacks is not None:
         _check_node(callbacks, "callbacks.", CALLBACK_RULES)

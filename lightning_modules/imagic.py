@@ -5,6 +5,11 @@ A. `ImagicEmbedStage`: e_tgt = text_encoder(target text); with the diffusion mod
 B. `ImagicFinetuneStage`: with e_opt frozen, fine-tune the UNet (all weights, or LoRA adapters) with
    the same loss, so that e_opt reconstructs the image exactly.
 Paper defaults for Stable Diffusion: A = Adam, 1000 steps, lr 2e-3; B = 1500 steps, lr 5e-7.
+
+On SDXL the embedding is the pair (tokens [1, 77, D1 + D2], pooled [1, P]): step A optimises both
+(two fp32 parameters), step B conditions on both; the size time ids follow the working size
+(`editing.editors.imagic`). B's `finetune_mode=auto` picks LoRA on SDXL and the full fine-tune
+elsewhere (`lightning_modules.unet_finetune.AUTO_FINETUNE_MODE`, which says why).
 """
 
 from __future__ import annotations
@@ -15,8 +20,15 @@ import hashlib
 import torch
 from torch import Tensor, nn
 
+from editing.diffusion.conditioning import expand_condition
 from editing.diffusion.objectives import denoising_loss
-from editing.editors.imagic import sample_interpolations
+from editing.editors.imagic import (
+    Embedding,
+    artifact_embeddings,
+    embedding,
+    embedding_tensors,
+    sample_interpolations,
+)
 from editing.errors import UserInputError, require_text
 from editing.io.artifacts import (
     check_weights,
@@ -29,7 +41,11 @@ from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import DEFAULT_LORA_TARGETS
 from lightning_modules.base import StageModule, log_if_due, make_optimizer
-from lightning_modules.unet_finetune import UnetFinetune, check_finetune_settings
+from lightning_modules.unet_finetune import (
+    UnetFinetune,
+    check_finetune_settings,
+    resolve_finetune_defaults,
+)
 
 
 class _ImagicStage(StageModule):
@@ -58,15 +74,16 @@ class _ImagicStage(StageModule):
         # The VAE encoding of the input never changes: computed once, not every step.
         self.z0 = self.model.encode_image(self.image_pixels.to(self.device))
 
-    def condition(self) -> Tensor:
-        """The [1, L, D] embedding the denoising loss is conditioned on."""
+    def condition(self) -> Embedding:
+        """The [1, L, D] embedding the denoising loss is conditioned on (SDXL: with its pooled
+        part, a `Conditioning`)."""
         raise NotImplementedError
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         t, noise = batch["t"], batch["noise"]
         b = t.shape[0]
         z0 = self.z0.expand(b, -1, -1, -1)
-        emb = self.condition().expand(b, -1, -1)
+        emb = expand_condition(self.condition(), b)
         loss = denoising_loss(self.model, z0, emb, t, noise)
         log_if_due(self, "loss", loss, prog_bar=True)
         return loss
@@ -105,6 +122,7 @@ class ImagicEmbedStage(_ImagicStage):
 
     stage = "imagic_embed"
     supports_fsdp = False
+    supports_sdxl = True  # the pooled embedding is optimised with the tokens
 
     def __init__(
         self,
@@ -120,27 +138,38 @@ class ImagicEmbedStage(_ImagicStage):
         super().__init__(
             model, inputs, num_steps, batch_size, lr, optimizer, gradient_checkpointing
         )
-        e_tgt = model.encode_prompt([self.target_prompt], "target_prompt")
-        self.register_buffer("e_tgt", e_tgt)
-        # The optimised embedding stays fp32 under any mixed precision.
-        self.e_opt = nn.Parameter(e_tgt.clone())
+        cond = model.encode_condition([self.target_prompt], "target_prompt")
+        self.register_buffer("e_tgt", cond.tokens)
+        self.register_buffer("e_tgt_pooled", cond.pooled)  # SDXL's [1, P]; None elsewhere
+        # The optimised embedding stays fp32 under any mixed precision; on SDXL the pooled part
+        # is optimised with the tokens.
+        self.e_opt = nn.Parameter(cond.tokens.clone())
+        pooled = None if cond.pooled is None else nn.Parameter(cond.pooled.clone())
+        self.register_parameter("e_opt_pooled", pooled)
 
-    def condition(self) -> Tensor:
-        return self.e_opt
+    def target(self) -> Embedding:
+        return embedding(self.e_tgt, self.e_tgt_pooled)
+
+    def condition(self) -> Embedding:
+        return embedding(self.e_opt, self.e_opt_pooled)
 
     def configure_optimizers(self):
-        return make_optimizer(self.optimizer_name, [self.e_opt], self.lr)
+        params = [p for p in (self.e_opt, self.e_opt_pooled) if p is not None]
+        return make_optimizer(self.optimizer_name, params, self.lr)
 
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
-        tensors = {"e_tgt": self.e_tgt.detach().float(), "e_opt": self.e_opt.detach().float()}
+        tensors = {
+            **embedding_tensors("e_tgt", self.target()),
+            **embedding_tensors("e_opt", self.condition()),
+        }
         return tensors, self.metadata()
 
     @torch.no_grad()
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
         samples = sample_interpolations(
             self.model,
-            self.e_tgt,
-            self.e_opt.detach(),
+            self.target(),
+            self.condition().detach(),
             [0.0, 1.0],
             [0],
             num_inference_steps,
@@ -158,8 +187,10 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
 
     Args:
         num_steps: fine-tuning steps (paper, SD: 1500; public ports: 1000).
-        lr: learning rate (paper, SD: 5e-7; public ports: 1e-6 .. 2e-6; LoRA wants ~1e-4).
-        finetune_mode: "full" (paper-faithful) or "lora".
+        lr: learning rate; None: by mode (`FINETUNE_LR`: full 5e-7 as the paper on SD, public
+            ports 1e-6 .. 2e-6; LoRA 1e-4).
+        finetune_mode: "full" (paper-faithful), "lora", or "auto" (LoRA on SDXL, else full:
+            `AUTO_FINETUNE_MODE`).
         lora_rank, lora_alpha, lora_targets: LoRA shape (alpha defaults to the rank).
         gradient_checkpointing: trade compute for activation memory.
         save_dtype: dtype of full weights in the artifact (float32 | float16 | bfloat16).
@@ -167,6 +198,7 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
     """
 
     stage = "imagic_finetune"
+    supports_sdxl = True
 
     def __init__(
         self,
@@ -175,9 +207,9 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
         name: str = "imagic_finetune",
         num_steps: int = 1500,
         batch_size: int = 1,
-        lr: float = 5e-7,
+        lr: float | None = None,
         optimizer: str = "adam",
-        finetune_mode: str = "full",
+        finetune_mode: str = "auto",
         lora_rank: int = 4,
         lora_alpha: float | None = None,
         lora_targets: list[str] | tuple[str, ...] = DEFAULT_LORA_TARGETS,
@@ -188,6 +220,7 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
         # Fine-tune a copy of the UNet: the base model object stays untouched for later use
         # (an evaluation loop reuses it for the next image). Only the copy goes to the device.
         model = model.with_unet(copy.deepcopy(model.unet))
+        finetune_mode, lr = resolve_finetune_defaults(model, finetune_mode, lr)
         super().__init__(model, inputs, num_steps, batch_size, lr, optimizer)
         check_finetune_settings(finetune_mode, save_dtype)
         folder = inputs.checkpoint_dir or inputs.output_dir
@@ -203,8 +236,11 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
             hint=f"run `python train.py stage=imagic_embed output_dir={folder} ...` first (or stage=imagic for both stages)",
         )
         check_weights(embed, model)
-        self.register_buffer("e_tgt", embed["e_tgt"].float())
-        self.register_buffer("e_opt", embed["e_opt"].float())
+        e_tgt, e_opt = artifact_embeddings(embed, model)
+        self.register_buffer("e_tgt", getattr(e_tgt, "tokens", e_tgt))
+        self.register_buffer("e_tgt_pooled", getattr(e_tgt, "pooled", None))
+        self.register_buffer("e_opt", getattr(e_opt, "tokens", e_opt))
+        self.register_buffer("e_opt_pooled", getattr(e_opt, "pooled", None))
         self.setup_unet_finetune(
             model.unet,
             finetune_mode,
@@ -215,17 +251,27 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
             save_dtype,
         )
 
-    def condition(self) -> Tensor:
-        return self.e_opt
+    def target(self) -> Embedding:
+        return embedding(self.e_tgt, self.e_tgt_pooled)
+
+    def condition(self) -> Embedding:
+        return embedding(self.e_opt, self.e_opt_pooled)
 
     def content_key(self) -> dict[str, str]:
         # The embedding this fine-tune is conditioned on is part of what a checkpoint is made from.
-        e_opt = self.e_opt.detach().cpu().float().numpy().tobytes()
-        return {**super().content_key(), "e_opt_sha256": hashlib.sha256(e_opt).hexdigest()[:16]}
+        digest = hashlib.sha256()
+        for part in (self.e_opt, self.e_opt_pooled):
+            if part is not None:
+                digest.update(part.detach().cpu().float().numpy().tobytes())
+        return {**super().content_key(), "e_opt_sha256": digest.hexdigest()[:16]}
 
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         weights, weight_meta = self.unet_weights(full_state)
-        tensors = {"e_tgt": self.e_tgt.float(), "e_opt": self.e_opt.float(), **weights}
+        tensors = {
+            **embedding_tensors("e_tgt", self.target()),
+            **embedding_tensors("e_opt", self.condition()),
+            **weights,
+        }
         metadata = self.metadata(**self.finetune_hparams())
         metadata.update(weight_meta)
         return tensors, metadata
@@ -234,8 +280,8 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
     def preview(self, num_inference_steps: int) -> list[tuple[str, Tensor]]:
         samples = sample_interpolations(
             self.model,
-            self.e_tgt,
-            self.e_opt,
+            self.target(),
+            self.condition(),
             [0.0, 0.7, 1.0],
             [0],
             num_inference_steps,

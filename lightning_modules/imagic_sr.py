@@ -35,7 +35,11 @@ from editing.models.cascade import require_sr, sr_metadata, super_resolve
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import DEFAULT_LORA_TARGETS
 from lightning_modules.base import StageModule, log_if_due
-from lightning_modules.unet_finetune import UnetFinetune, check_finetune_settings
+from lightning_modules.unet_finetune import (
+    UnetFinetune,
+    check_finetune_settings,
+    resolve_finetune_defaults,
+)
 
 _SR_STREAM = 0x5352  # tags the SR stage's draws apart from the base stages' (same seed)
 
@@ -59,7 +63,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         inputs: image (a file: it is read again at the SR resolution) and target_prompt.
         num_steps: fine-tuning steps (paper, Imagen: 1500 for base and SR alike).
         batch_size: (t, noise) draws per step.
-        lr: learning rate (default as the base fine-tune, 5e-7; LoRA wants ~1e-4).
+        lr: learning rate (default as the base fine-tune, 5e-7; None: by mode, `FINETUNE_LR`).
         optimizer: adam | adamw | adafactor | adam8bit.
         finetune_mode, lora_rank, lora_alpha, lora_targets, gradient_checkpointing, save_dtype: as
             `ImagicFinetuneStage`.
@@ -76,7 +80,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         name: str = "imagic_sr_finetune",
         num_steps: int = 1500,
         batch_size: int = 1,
-        lr: float = 5e-7,
+        lr: float | None = 5e-7,
         optimizer: str = "adam",
         finetune_mode: str = "full",
         lora_rank: int = 4,
@@ -89,6 +93,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         base_sr = require_sr(model, f"stage={self.stage}")
         if inputs.image is None:
             raise UserInputError(f"stage={self.stage} needs image=PATH")
+        finetune_mode, lr = resolve_finetune_defaults(model, finetune_mode, lr)
         check_finetune_settings(finetune_mode, save_dtype)
         target = require_text(inputs.target_prompt, "target_prompt")
         # 1. e_tgt from the cascade's shared text encoder; the module keeps only the SR stage (a

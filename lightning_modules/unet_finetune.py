@@ -25,7 +25,20 @@ from editing.models.unet_weights import add_lora, export_unet_weights
 from lightning_modules.base import make_optimizer
 
 FINETUNE_MODES = ("full", "lora")
+FINETUNE_MODE_SETTINGS = ("auto", *FINETUNE_MODES)
+"""What `stage.finetune_mode` accepts: "auto" becomes a mode by model (`AUTO_FINETUNE_MODE`)."""
 SAVE_DTYPES = ("float32", "float16", "bfloat16")
+
+AUTO_FINETUNE_MODE = {"text": "full", "sdxl": "lora"}
+"""`finetune_mode=auto` by the model's `conditioning_kind`: the full fine-tune (the paper) on
+SD-type models; LoRA on SDXL, whose 2.6B-parameter UNet does not fit a full fine-tune on one common
+GPU: fp32 weights, gradients and Adam's two moments take 16 bytes a parameter, over 40 GB before
+any activation at 1024 px, while LoRA trains a few percent of the weights (README, SDXL).
+`finetune_mode=full` still runs the full fine-tune there."""
+
+FINETUNE_LR = {"full": 5e-7, "lora": 1e-4}
+"""The learning rate of each mode when `lr` is not given: 5e-7 for the full fine-tune (the paper,
+Stable Diffusion), 1e-4 for LoRA adapters (the usual LoRA rate; 5e-7 barely moves them)."""
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +49,16 @@ def check_finetune_settings(finetune_mode: str, save_dtype: str) -> None:
         raise UserInputError(f"stage.finetune_mode={finetune_mode!r} is not one of 'full', 'lora'")
     if save_dtype not in SAVE_DTYPES:
         raise UserInputError(f"stage.save_dtype={save_dtype!r} is not float32, float16 or bfloat16")
+
+
+def resolve_finetune_defaults(model, finetune_mode: str, lr: float | None) -> tuple[str, float]:
+    """(mode, lr) with "auto" replaced by the model's default (`AUTO_FINETUNE_MODE`) and a
+    missing lr by the mode's (`FINETUNE_LR`); the one place those defaults apply."""
+    if finetune_mode == "auto":
+        finetune_mode = AUTO_FINETUNE_MODE.get(getattr(model, "conditioning_kind", "text"), "full")
+    if lr is None:
+        lr = FINETUNE_LR.get(finetune_mode, FINETUNE_LR["full"])
+    return finetune_mode, float(lr)
 
 
 class UnetFinetune:

@@ -10,6 +10,13 @@ for each requested eta (eta = 0 reconstructs the input, eta = 1 is the target te
 extrapolates as the public ports allow) and each seed. Results vary with the seed; the paper shows
 several and lets the user pick.
 
+On SDXL the text condition is a pair (token embeddings [1, 77, D1 + D2], pooled embedding [1, P]):
+e_tgt and e_opt are both pairs, optimised and interpolated together, field by field
+(`interpolate`); the size time ids are not optimised, they follow the working size at every UNet
+call (`editing.models.sdxl.SDXLModel.unet_conditioning`). The artifacts store the pooled parts
+beside the token embeddings as `e_tgt_pooled` / `e_opt_pooled` (`embedding_tensors`,
+`artifact_embeddings`); SD-type models keep plain [1, L, D] tensors throughout.
+
 On a pixel cascade (`model.sr`, e.g. DeepFloyd IF) the base sample is then super-resolved with
 e_tgt, not e_bar (the paper, on Imagen), by the SR stage fine-tuned on the input
 (`imagic_sr_finetune` artifact; `method.sr=finetuned`, the default there), the pretrained one
@@ -27,6 +34,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from editing.diffusion.conditioning import Conditioning, cat_conditions
 from editing.diffusion.noise import initial_noise
 from editing.diffusion.sampling import sample
 from editing.editors import settings
@@ -58,16 +66,68 @@ ETA_MAX = 2.0
 to 1.2); far beyond, e_bar leaves the region of embeddings the text encoder produces."""
 
 
-def interpolate(e_tgt: Tensor, e_opt: Tensor, eta: float) -> Tensor:
-    """e_bar = eta * e_tgt + (1 - eta) * e_opt (Imagic Sec. 3, step C); shapes [1, L, D]."""
+POOLED_SUFFIX = "_pooled"
+"""An SDXL embedding `name` stores its pooled part [1, P] as the artifact tensor `name + "_pooled"`."""
+
+Embedding = Tensor | Conditioning
+"""Imagic's text embedding: token embeddings [1, L, D], or on SDXL a `Conditioning` of tokens
+[1, L, D] and pooled [1, P] (no time ids: they follow the working size)."""
+
+
+def embedding(tokens: Tensor, pooled: Tensor | None = None) -> Embedding:
+    """The embedding of `tokens` [B, L, D] and, on SDXL, `pooled` [B, P]: the plain tensor when
+    there is no pooled part (the SD code path, unchanged)."""
+    return tokens if pooled is None else Conditioning(tokens, pooled)
+
+
+def text_embedding(model, prompt: str, what: str = "prompt") -> Embedding:
+    """The model's embedding of `prompt` (`DiffusionModel.encode_condition`), batch 1."""
+    cond = model.encode_condition([prompt], what)
+    return embedding(cond.tokens, cond.pooled)
+
+
+def interpolate(e_tgt: Embedding, e_opt: Embedding, eta: float) -> Embedding:
+    """e_bar = eta * e_tgt + (1 - eta) * e_opt (Imagic Sec. 3, step C), over every field:
+    tokens [1, L, D] and, on SDXL, pooled [1, P]."""
+    if isinstance(e_tgt, Conditioning):
+        tokens = interpolate(e_tgt.tokens, e_opt.tokens, eta)
+        pooled = None if e_tgt.pooled is None else interpolate(e_tgt.pooled, e_opt.pooled, eta)
+        return Conditioning(tokens, pooled)
     return eta * e_tgt + (1.0 - eta) * e_opt
+
+
+def embedding_tensors(name: str, emb: Embedding) -> dict[str, Tensor]:
+    """Artifact tensors of an embedding, fp32: {name: tokens} plus {name_pooled: pooled} on SDXL."""
+    if not isinstance(emb, Conditioning):
+        return {name: emb.detach().float()}
+    tensors = {name: emb.tokens.detach().float()}
+    if emb.pooled is not None:
+        tensors[name + POOLED_SUFFIX] = emb.pooled.detach().float()
+    return tensors
+
+
+def artifact_embeddings(artifact: Artifact, model) -> tuple[Embedding, Embedding]:
+    """(e_tgt, e_opt) of an Imagic artifact, refused in one line unless their shapes fit `model`:
+    tokens [1, L, D] and, on SDXL, pooled [1, P] (`embedding_tensors`)."""
+    empty = model.encode_condition([""])
+    shapes = {name: (1, *empty.tokens.shape[1:]) for name in ("e_tgt", "e_opt")}
+    if empty.pooled is not None:
+        shapes.update({n + POOLED_SUFFIX: (1, empty.pooled.shape[1]) for n in ("e_tgt", "e_opt")})
+    artifact.require(shapes)
+    pooled = empty.pooled is not None
+    return tuple(
+        embedding(
+            artifact[name].float(), artifact[name + POOLED_SUFFIX].float() if pooled else None
+        )
+        for name in ("e_tgt", "e_opt")
+    )
 
 
 @torch.no_grad()
 def sample_interpolations(
     model,
-    e_tgt: Tensor,
-    e_opt: Tensor,
+    e_tgt: Embedding,
+    e_opt: Embedding,
     etas: list[float],
     seeds: list[int],
     num_inference_steps: int,
@@ -81,16 +141,17 @@ def sample_interpolations(
     the working size the embedding was fitted at (default: the model's square).
 
     Samples are batched `batch_size` at a time; each seed's x_T does not depend on the batching.
+    e_tgt, e_opt: [1, L, D] tensors, or SDXL `Conditioning`s (`Embedding`).
     """
     device = model.device
     e_tgt, e_opt = e_tgt.to(device), e_opt.to(device)
-    uncond = model.encode_prompt([""]).to(device)
+    uncond = text_embedding(model, "").to(device)
     combos = list(itertools.product(etas, seeds))
     out: list[tuple[float, int, Tensor]] = []
     for start in range(0, len(combos), batch_size):
         chunk = combos[start : start + batch_size]
         # 1. Interpolated conditions and per-seed initial noise.
-        cond = torch.cat([interpolate(e_tgt, e_opt, eta) for eta, _ in chunk])
+        cond = cat_conditions([interpolate(e_tgt, e_opt, eta) for eta, _ in chunk])
         x_T = initial_noise([seed for _, seed in chunk], model.sample_shape(size), device)
         # 2. Guided DDIM sampling of the (fine-tuned) model.
         z0 = sample(
@@ -112,6 +173,8 @@ class ImagicEditor:
 
     # The train.py artifacts this method edits from (`checkpoint_dir=D`); not a setting.
     artifacts: ClassVar[tuple[str, ...]] = ("imagic_finetune", "imagic_embed", "imagic_sr_finetune")
+    # Runs on SDXL: e_tgt / e_opt carry the pooled embedding (module docstring).
+    supports_sdxl: ClassVar[bool] = True
 
     # Interpolation weight, one value or a list (paper: typical 0.6-0.8; 0.7 project choice).
     eta: float | Sequence[float] = 0.7
@@ -228,8 +291,7 @@ class ImagicEditor:
             loaded=inputs.artifacts,
         )
         check_weights(artifact, model)
-        text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D] of this text encoder
-        artifact.require({"e_tgt": (1, *text_shape), "e_opt": (1, *text_shape)})
+        artifact_embeddings(artifact, model)  # shapes checked before any sampling
         trained_for = artifact.metadata.get("target_prompt", "")
         if inputs.target_prompt and inputs.target_prompt != trained_for:
             raise UserInputError(
@@ -283,10 +345,11 @@ class ImagicEditor:
         if self.finetuned and has_unet_weights(artifact.tensors):
             model = model.with_unet(finetuned_unet(model.unet, artifact.tensors, artifact.metadata))
         # 2. Interpolate the embeddings and sample every (eta, seed).
+        e_tgt, e_opt = artifact_embeddings(artifact, model)
         samples = sample_interpolations(
             model,
-            artifact["e_tgt"],
-            artifact["e_opt"],
+            e_tgt,
+            e_opt,
             self.etas,
             self.seeds,
             self.num_inference_steps,

@@ -201,7 +201,7 @@ def test_an_artifact_without_the_key_is_an_sd_one(tiny_model, tmp_path):
     load_artifact(path, "imagic_embed", expect=model_metadata(tiny_model))
 
 
-@pytest.mark.parametrize("method", ["imagic", "null_text_p2p", "blended"])
+@pytest.mark.parametrize("method", ["null_text_p2p", "blended"])
 def test_methods_not_yet_on_sdxl_are_refused_in_one_line(method, tiny_sdxl_model):
     import hydra
 
@@ -220,13 +220,14 @@ def test_conditioning_rows_and_batching():
         Conditioning.cat([a, Conditioning(torch.randn(1, 3, 4))])
 
 
-def test_train_py_refuses_its_stages_on_sdxl(wide_photo, tmp_path):
+def test_train_py_refuses_stages_not_on_sdxl(wide_photo, tmp_path):
     from editing_app.commands import train
 
     cfg = compose_config(
         "train",
         [
-            "stage=imagic",
+            "stage=null_text",
+            "source_prompt=a square",
             "base_model=tiny_sdxl",
             f"image={wide_photo}",
             "target_prompt=a cat",
@@ -255,13 +256,18 @@ def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
     assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
 
 
-@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent"])
+@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent", "imagic"])
 def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
     from editing_app.evaluation.runner import run_suite
 
     steps = {
         "direct_inversion": ["method.num_inversion_steps=3", "method.num_inference_steps=3"],
         "blended_latent": ["method.num_inference_steps=3", "method.num_candidates=1"],
+        "imagic": [
+            "method.num_inference_steps=2",
+            "method.seeds=[0]",
+            'train_overrides=["stage.embed.num_steps=2","stage.finetune.num_steps=2"]',
+        ],
     }[method]
     out = tmp_path / "out"
     cfg = compose_config(
