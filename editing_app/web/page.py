@@ -209,8 +209,12 @@ def build_page(
                     reweight_word = gr.Textbox(label="Reweight word (a word of the target prompt)")
                     reweight_factor = gr.Slider(-2, 5, value=1, step=0.1, label="Reweight factor")
                 with gr.Group(visible=False) as blended_box:
-                    candidates = gr.Slider(
-                        1, 16, value=defaults["candidates"], step=1, label="Blended candidates"
+                    candidates = gr.Slider(  # pixel Blended Diffusion's default is 64 (P)
+                        1,
+                        max(defaults["candidates"], 16),
+                        value=defaults["candidates"],
+                        step=1,
+                        label="Blended candidates",
                     )
             with gr.Column(scale=1):
                 result = gr.Image(

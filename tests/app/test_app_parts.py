@@ -270,3 +270,24 @@ def test_the_sliders_start_at_the_plans_settings():
     other = defaults("sd15", True)  # configs/method/*.yaml
     assert (other["seeds"], other["imagic_guidance"], other["di_steps"]) == ("0,1,2,3", 7.5, 100)
     assert other["candidates"] == 4  # Blended Latent Diffusion's
+
+
+def test_every_slider_starts_inside_its_range():
+    """A slider whose starting value lies outside [minimum, maximum] refuses every run (Gradio
+    checks every input's bounds), whatever the method: on a pixel model other than the demo,
+    Blended Diffusion's configs/method/blended.yaml asks for 64 candidates."""
+    pytest.importorskip("gradio", reason="the page needs the app extra")
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from editing_app.web.page import build_page
+
+    for base_model, latent in (("demo", False), ("adm256", False), ("sd15", True)):
+        model = SimpleNamespace(diffusion=SimpleNamespace(is_latent=latent), device="cpu")
+        page = build_page(model, base_model, sessions=None)
+        sliders = [b for b in page.blocks.values() if isinstance(b, gr.Slider)]
+        assert len(sliders) == 9
+        for slider in sliders:
+            assert slider.minimum <= slider.value <= slider.maximum, (base_model, slider.label)
+            slider.preprocess(slider.value)  # what a run sends untouched is accepted
