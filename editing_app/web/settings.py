@@ -50,7 +50,8 @@ def parse_auth(value: str | None) -> list[tuple[str, str]]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise UserInputError(f"cannot read app.auth file {path}: {err}") from None
-        pairs = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        stripped = (line.strip() for line in lines)
+        pairs = [line for line in stripped if line and not line.startswith("#")]
         where = f"app.auth file {path}"
     else:
         pairs, where = [text], "app.auth"

@@ -291,3 +291,9 @@ def test_every_slider_starts_inside_its_range():
         for slider in sliders:
             assert slider.minimum <= slider.value <= slider.maximum, (base_model, slider.label)
             slider.preprocess(slider.value)  # what a run sends untouched is accepted
+
+
+def test_an_indented_comment_of_the_auth_file_is_no_user(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("  # admin: ask ann\nann:one\n\t# bob:old\n")
+    assert settings_of(host="10.0.0.2", auth=str(users)).auth == (("ann", "one"),)
