@@ -148,7 +148,7 @@ class Session:
         self.cancel = threading.Event()
         self.photo: Path | None = None
         self.trained: dict[tuple, api.TrainedArtifacts] = {}
-        self.edits = 0
+        self.edits = _edits_on_disk(folder / "edits")  # a session back from eviction goes on
         self.offered: list[Path] = []  # the artifact files the page offers for download now
 
     # --------------------------------------------------------------------------- inputs
@@ -269,6 +269,13 @@ class Session:
             raise
         self.trained[key] = artifact
         return artifact, True, time.perf_counter() - start
+
+
+def _edits_on_disk(folder: Path) -> int:
+    """The highest NNN of the `NNN-<method>` edit folders under `folder` (0 when none)."""
+    heads = (p.name.split("-", 1)[0] for p in folder.glob("*-*") if p.is_dir())
+    numbers = [int(head) for head in heads if head.isdigit()]
+    return max(numbers, default=0)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

@@ -297,3 +297,19 @@ def test_an_indented_comment_of_the_auth_file_is_no_user(tmp_path):
     users = tmp_path / "users.txt"
     users.write_text("  # admin: ask ann\nann:one\n\t# bob:old\n")
     assert settings_of(host="10.0.0.2", auth=str(users)).auth == (("ann", "one"),)
+
+
+def test_a_session_back_from_eviction_numbers_its_edits_after_those_on_disk(tmp_path):
+    """The store keeps `capacity` sessions in memory; one dropped and asked for again gets its
+    folder back and must not write its next edit over `edits/001-...` of before."""
+    from editing_app.web.session import SessionStore
+
+    store = SessionStore(tmp_path / "root", tmp_path / "uploads", 1 << 20, capacity=1)
+    first = store.get("a")
+    for name in ("001-imagic", "002-direct_inversion"):
+        (first.folder / "edits" / name).mkdir(parents=True)
+    first.edits = 2
+    store.get("b")  # drops "a" from memory
+    again = store.get("a")
+    assert again is not first and again.folder == first.folder
+    assert again.edits == 2
