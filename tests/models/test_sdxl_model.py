@@ -232,3 +232,20 @@ def test_a_folder_that_keeps_the_empty_prompt_encoded_loads_so(model, tmp_path):
     flags.pop("force_zeros_for_empty_prompt", None)
     index.write_text(json.dumps(flags))
     assert force_zeros_flag(folder) is True
+
+
+def test_the_artifacts_time_ids_are_those_the_unet_is_given(model):
+    """`sdxl_time_ids` (artifact metadata) names the numbers of the UNet call at that size."""
+    from editing.io.artifacts import sdxl_time_ids
+
+    cond = model.encode_condition(["a red square"])
+    for latent_hw in ((8, 12), (10, 6)):
+        x = torch.zeros(1, 4, *latent_hw)
+        seen, handle = _unet_kwargs(model)
+        try:
+            model.eps(x, 500, cond)
+        finally:
+            handle.remove()
+        given = seen[0][1]["added_cond_kwargs"]["time_ids"][0].tolist()
+        size = tuple(v * model.vae_scale_factor for v in latent_hw)
+        assert sdxl_time_ids(size) == ",".join(str(int(v)) for v in given)
