@@ -32,6 +32,7 @@ from editing.errors import UserInputError
 from editing_app import api
 from editing_app.web.jobs import Cancelled, StageReporter
 from editing_app.web.methods import MethodPlan
+from editing_app.web.settings import SESSION_KEY_LENGTH
 from editing_app.web.uploads import accept_upload, mask_from_layers, preview
 
 __all__ = [
@@ -289,7 +290,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def session_key(session_id: str | None) -> str:
     """The folder name of a session: a hash of the id its browser sent."""
-    return hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()[:16]
+    digest = hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()
+    return digest[:SESSION_KEY_LENGTH]
 
 
 class SessionStore:

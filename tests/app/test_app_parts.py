@@ -313,3 +313,22 @@ def test_a_session_back_from_eviction_numbers_its_edits_after_those_on_disk(tmp_
     again = store.get("a")
     assert again is not first and again.folder == first.folder
     assert again.edits == 2
+
+
+def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
+    """Every file under app.session_dir can be served, so a folder with other contents is refused
+    before anything loads; a new folder and one the app wrote itself are accepted."""
+    from editing_app.web.session import session_key
+
+    root = tmp_path / "sessions"
+    assert settings_of(session_dir=str(root)).session_dir == root
+    (root / ".uploads").mkdir(parents=True)
+    (root / session_key("browser")).mkdir()
+    assert settings_of(session_dir=str(root)).session_dir == root
+    (root / "notes.txt").write_text("private")
+    with pytest.raises(UserInputError, match="holds 'notes.txt'"):
+        settings_of(session_dir=str(root))
+    with pytest.raises(UserInputError, match="is a file"):
+        settings_of(session_dir=str(root / "notes.txt"))
+    with pytest.raises(UserInputError, match="which the app did not write"):
+        settings_of(session_dir=str(tmp_path))  # holds sessions/: a folder of the user's
