@@ -77,7 +77,7 @@ Embedding = Tensor | Conditioning
 
 def embedding(tokens: Tensor, pooled: Tensor | None = None) -> Embedding:
     """The embedding of `tokens` [B, L, D] and, on SDXL, `pooled` [B, P]: the plain tensor when
-    there is no pooled part (the SD code path, unchanged)."""
+    there is no pooled part (SD-type models)."""
     return tokens if pooled is None else Conditioning(tokens, pooled)
 
 
