@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from editing.errors import UserInputError
 from editing.io.artifacts import save_artifact
 from editing.models.diffusers_lora import save_diffusers_lora
+from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import add_lora, export_unet_weights
 from lightning_modules.base import make_optimizer
 
@@ -51,7 +52,9 @@ def check_finetune_settings(finetune_mode: str, save_dtype: str) -> None:
         raise UserInputError(f"stage.save_dtype={save_dtype!r} is not float32, float16 or bfloat16")
 
 
-def resolve_finetune_defaults(model, finetune_mode: str, lr: float | None) -> tuple[str, float]:
+def resolve_finetune_defaults(
+    model: DiffusionModel, finetune_mode: str, lr: float | None
+) -> tuple[str, float]:
     """(mode, lr) with "auto" replaced by the model's default (`AUTO_FINETUNE_MODE`) and a
     missing lr by the mode's (`FINETUNE_LR`); the one place those defaults apply."""
     if finetune_mode == "auto":

@@ -9,9 +9,8 @@ three, so that classifier-free guidance batches them together ([uncond; cond] al
 and the model turns them into UNet keyword arguments in one place
 (`DiffusionModel.unet_conditioning`).
 
-A plain tensor [B, L, D] is still accepted wherever a condition is (`as_conditioning` wraps it):
-the SD code paths pass exactly the tensors they passed before, so their results are unchanged to
-the bit.
+A plain tensor [B, L, D] is accepted wherever a condition is (`as_conditioning` wraps it): the
+SD code paths pass token tensors only, and the UNet gets exactly those tensors.
 """
 
 from __future__ import annotations

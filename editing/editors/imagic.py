@@ -57,6 +57,7 @@ from editing.models.cascade import (
     super_resolve,
     upscale_output,
 )
+from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import finetuned_unet, has_unet_weights
 
 log = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ Embedding = Tensor | Conditioning
 
 def embedding(tokens: Tensor, pooled: Tensor | None = None) -> Embedding:
     """The embedding of `tokens` [B, L, D] and, on SDXL, `pooled` [B, P]: the plain tensor when
-    there is no pooled part (the SD code path, unchanged)."""
+    there is no pooled part (SD-type models)."""
     return tokens if pooled is None else Conditioning(tokens, pooled)
 
 
-def text_embedding(model, prompt: str, what: str = "prompt") -> Embedding:
+def text_embedding(model: DiffusionModel, prompt: str, what: str = "prompt") -> Embedding:
     """The model's embedding of `prompt` (`DiffusionModel.encode_condition`), batch 1."""
     cond = model.encode_condition([prompt], what)
     return embedding(cond.tokens, cond.pooled)
@@ -106,7 +107,7 @@ def embedding_tensors(name: str, emb: Embedding) -> dict[str, Tensor]:
     return tensors
 
 
-def artifact_embeddings(artifact: Artifact, model) -> tuple[Embedding, Embedding]:
+def artifact_embeddings(artifact: Artifact, model: DiffusionModel) -> tuple[Embedding, Embedding]:
     """(e_tgt, e_opt) of an Imagic artifact, refused in one line unless their shapes fit `model`:
     tokens [1, L, D] and, on SDXL, pooled [1, P] (`embedding_tensors`)."""
     empty = model.encode_condition([""])

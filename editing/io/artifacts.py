@@ -92,9 +92,10 @@ def conditioning_kind(model) -> str:
 
 def sdxl_time_ids(size: tuple[int, int]) -> str:
     """SDXL's time ids of a working size (H, W) as metadata: "H,W,0,0,H,W" (original size, crop
-    top-left, target size; `editing.models.sdxl.size_time_ids`)."""
-    height, width = (int(v) for v in size)
-    return f"{height},{width},0,0,{height},{width}"
+    top-left, target size), the numbers `editing.models.sdxl.size_time_ids` conditions on."""
+    from editing.models.sdxl import size_time_ids
+
+    return ",".join(str(int(v)) for v in size_time_ids((int(size[0]), int(size[1])))[0].tolist())
 
 
 def format_size(size: tuple[int, int]) -> str:

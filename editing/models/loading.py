@@ -30,6 +30,7 @@ import torch
 
 from editing.errors import UserInputError
 from editing.models.diffusion_model import DiffusionModel
+from editing.models.sdxl import SDXL_VAE_DTYPE, SDXLModel, force_zeros_flag
 
 log = logging.getLogger(__name__)
 
@@ -211,16 +212,14 @@ def load_sdxl_folder(
     resolution: int | None = None,
     dtype: str = "float32",
     variant: str | None = None,
-    vae_dtype: str = "float32",
-):
+    vae_dtype: str = SDXL_VAE_DTYPE,
+) -> SDXLModel:
     """Load an SDXL diffusers folder (two text encoders and tokenizers) into a frozen `SDXLModel`.
 
     The VAE is stored in `vae_dtype` (default fp32: SDXL 1.0's VAE overflows in fp16), the UNet
     and text encoders in `dtype`; `force_zeros_for_empty_prompt` comes from model_index.json
     (default true, as SDXL 1.0 base)."""
     from diffusers import UNet2DConditionModel
-
-    from editing.models.sdxl import SDXLModel
 
     missing = [
         c
@@ -257,8 +256,6 @@ def load_sdxl_folder(
         )
         for c in ("tokenizer", "tokenizer_2")
     ]
-    index = folder / "model_index.json"
-    flags = json.loads(index.read_text()) if index.is_file() else {}
     return SDXLModel(
         unet,
         text_encoder,
@@ -268,7 +265,7 @@ def load_sdxl_folder(
         vae,
         name=name,
         resolution=resolution,
-        force_zeros_for_empty_prompt=bool(flags.get("force_zeros_for_empty_prompt", True)),
+        force_zeros_for_empty_prompt=force_zeros_flag(folder),
     ).freeze()
 
 
@@ -285,7 +282,9 @@ def load_from_folder(
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     if is_sdxl_folder(folder):
-        return load_sdxl_folder(folder, name, resolution, dtype, variant, vae_dtype or "float32")
+        return load_sdxl_folder(
+            folder, name, resolution, dtype, variant, vae_dtype or SDXL_VAE_DTYPE
+        )
 
     missing = [
         c for c in ("unet", "text_encoder", "tokenizer", "scheduler") if not (folder / c).is_dir()
@@ -367,7 +366,7 @@ def load_single_file(
                 config=str(config_dir),
                 subfolder="vae",
                 local_files_only=True,
-                torch_dtype=weights_dtype(vae_dtype or "float32"),
+                torch_dtype=weights_dtype(vae_dtype or SDXL_VAE_DTYPE),
             )
             pipe = StableDiffusionXLPipeline.from_single_file(
                 str(file),
@@ -414,10 +413,6 @@ def load_single_file(
             f"({', '.join(missing[:5])}{more})"
         )
     if sdxl:
-        from editing.models.sdxl import SDXLModel
-
-        index = config_dir / "model_index.json"
-        flags = json.loads(index.read_text()) if index.is_file() else {}
         return SDXLModel(
             pipe.unet,
             pipe.text_encoder,
@@ -428,7 +423,7 @@ def load_single_file(
             pipe.vae,
             name=name,
             resolution=resolution,
-            force_zeros_for_empty_prompt=bool(flags.get("force_zeros_for_empty_prompt", True)),
+            force_zeros_for_empty_prompt=force_zeros_flag(config_dir),
         ).freeze()
     vae = pipe.vae.to(weights_dtype(vae_dtype)) if vae_dtype else pipe.vae
     return DiffusionModel(
@@ -482,7 +477,9 @@ def load_model(
     model = _load_base(path, name, resolution, dtype, variant, revision, config, vae_dtype)
     if vae:
         model.vae = load_vae(
-            vae, vae_dtype or ("float32" if model.conditioning_kind == "sdxl" else dtype), revision
+            vae,
+            vae_dtype or (SDXL_VAE_DTYPE if model.conditioning_kind == "sdxl" else dtype),
+            revision,
         )
         model.vae.to(model.device)
         model._identity = None  # the identity covers the VAE's config

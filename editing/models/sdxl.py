@@ -21,7 +21,9 @@ conditioning when no negative prompt is given.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +31,13 @@ from torch import Tensor, nn
 from editing.diffusion.conditioning import Conditioning, as_conditioning
 from editing.errors import UserInputError
 from editing.models.diffusion_model import DiffusionModel, _config_fingerprint, padded_token_ids
+
+SDXL_VAE_DTYPE = "float32"
+"""The storage dtype of an SDXL VAE unless `base_model.vae_dtype` says otherwise: SDXL 1.0's VAE
+overflows in float16."""
+
+FORCE_ZEROS_FOR_EMPTY_PROMPT = True
+"""`force_zeros_for_empty_prompt` of a checkpoint that does not say (SDXL 1.0 base says true)."""
 
 TIME_IDS = ("original_height", "original_width", "crop_top", "crop_left", "height", "width")
 """The six size/crop numbers of SDXL's micro-conditioning, in the UNet's order."""
@@ -53,6 +62,14 @@ def sdxl_pooled_dim(unet: nn.Module) -> int:
     return int(config.projection_class_embeddings_input_dim) - 6 * int(
         config.addition_time_embed_dim
     )
+
+
+def force_zeros_flag(folder: Path) -> bool:
+    """`force_zeros_for_empty_prompt` of a diffusers folder's model_index.json
+    (`FORCE_ZEROS_FOR_EMPTY_PROMPT` when the file or the key is absent)."""
+    index = Path(folder) / "model_index.json"
+    flags = json.loads(index.read_text()) if index.is_file() else {}
+    return bool(flags.get("force_zeros_for_empty_prompt", FORCE_ZEROS_FOR_EMPTY_PROMPT))
 
 
 class SDXLModel(DiffusionModel):
@@ -80,7 +97,7 @@ class SDXLModel(DiffusionModel):
         *,
         name: str,
         resolution: int | None = None,
-        force_zeros_for_empty_prompt: bool = True,
+        force_zeros_for_empty_prompt: bool = FORCE_ZEROS_FOR_EMPTY_PROMPT,
     ) -> None:
         super().__init__(
             unet, text_encoder, tokenizer, scheduler, vae, name=name, resolution=resolution

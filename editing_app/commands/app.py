@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -21,6 +22,11 @@ from editing.errors import UserInputError
 from editing_app.cli import precheck, run_cli
 from editing_app.configs import CONFIG_DIR
 from editing_app.validation import validate_config
+
+if TYPE_CHECKING:  # gradio is imported only after the server's environment is set
+    import gradio as gr
+
+    from editing_app.web.settings import AppSettings
 
 log = logging.getLogger("app")
 
@@ -37,7 +43,7 @@ def _gradio_available() -> None:
         ) from None
 
 
-def build(cfg: DictConfig, base_model: str):
+def build(cfg: DictConfig, base_model: str) -> tuple[gr.Blocks, AppSettings]:
     """(page, settings): the checked settings, the loaded model and its Gradio page (not yet
     serving). `base_model`: the configs/base_model choice, for the method plans."""
     from editing_app.web.settings import AppSettings
@@ -75,7 +81,9 @@ def build(cfg: DictConfig, base_model: str):
     return build_page(loaded, base_model, sessions, example), settings
 
 
-def start(cfg: DictConfig, base_model: str = "demo", block: bool = True):
+def start(
+    cfg: DictConfig, base_model: str = "demo", block: bool = True
+) -> tuple[gr.Blocks, AppSettings, str]:
     """Build and serve the app; with `block=False` return (page, settings, url) at once."""
     from editing_app.web.server import serve
 

@@ -39,18 +39,13 @@ __all__ = ["build_page"]
 EXAMPLE_SOURCE = "a large red circle in the center on a gray background"
 EXAMPLE_TARGET = "a large blue circle in the center on a gray background"
 
-_FAMILY_CONTROLS = {
-    "imagic": "imagic",
-    "direct_inversion": "direct_inversion",
-    "null_text_p2p": "null_text_p2p",
-    "blended": "blended",
-}
+BOX_FAMILIES = ("imagic", "direct_inversion", "null_text_p2p", "blended")
+"""The method family of each group of sliders, in the page's order."""
 
 
-def _first(value: Any, default: float) -> float:
-    if isinstance(value, (list, tuple)):
-        return float(value[0]) if value else default
-    return float(value) if value is not None else default
+def _first(value: Any) -> float:
+    """A setting's value, or the first of a list of values (a sweep), as a slider's start."""
+    return float(value[0] if isinstance(value, (list, tuple)) else value)
 
 
 def _method_defaults(plans: dict[str, MethodPlan]) -> dict[str, Any]:
@@ -67,14 +62,14 @@ def _method_defaults(plans: dict[str, MethodPlan]) -> dict[str, Any]:
     seeds = setting("imagic", "seeds")
     seeds = seeds if isinstance(seeds, (list, tuple)) else [seeds]
     return {
-        "eta": _first(setting("imagic", "eta"), 0.7),
+        "eta": _first(setting("imagic", "eta")),
         "seeds": ",".join(str(int(s)) for s in seeds),
-        "imagic_guidance": _first(setting("imagic", "guidance_scale"), 7.5),
-        "noise_lambda": _first(setting("direct_inversion", "noise_lambda"), 0.5),
-        "di_guidance": _first(setting("direct_inversion", "guidance_scale"), 3.0),
+        "imagic_guidance": _first(setting("imagic", "guidance_scale")),
+        "noise_lambda": _first(setting("direct_inversion", "noise_lambda")),
+        "di_guidance": _first(setting("direct_inversion", "guidance_scale")),
         "di_steps": int(setting("direct_inversion", "num_inference_steps")),
-        "cross_replace": _first(setting("null_text_p2p", "cross_replace_steps"), 0.8),
-        "self_replace": _first(setting("null_text_p2p", "self_replace_steps"), 0.4),
+        "cross_replace": _first(setting("null_text_p2p", "cross_replace_steps")),
+        "self_replace": _first(setting("null_text_p2p", "self_replace_steps")),
         "candidates": int(setting("blended", "num_candidates")),
     }
 
@@ -209,8 +204,12 @@ def build_page(
                     reweight_word = gr.Textbox(label="Reweight word (a word of the target prompt)")
                     reweight_factor = gr.Slider(-2, 5, value=1, step=0.1, label="Reweight factor")
                 with gr.Group(visible=False) as blended_box:
-                    candidates = gr.Slider(
-                        1, 16, value=defaults["candidates"], step=1, label="Blended candidates"
+                    candidates = gr.Slider(  # pixel Blended Diffusion's default is 64 (P)
+                        1,
+                        max(defaults["candidates"], 16),
+                        value=defaults["candidates"],
+                        step=1,
+                        label="Blended candidates",
                     )
             with gr.Column(scale=1):
                 result = gr.Image(
@@ -235,11 +234,10 @@ def build_page(
             gr.Examples([[str(example)]], inputs=[photo], label="Example photo")
 
         boxes = [imagic_box, di_box, p2p_box, blended_box]
-        names = list(_FAMILY_CONTROLS)
 
         def show(label: str) -> list[Any]:
             family = METHOD_LABELS.get(label)
-            return [gr.update(visible=family == name) for name in names]
+            return [gr.update(visible=family == name) for name in BOX_FAMILIES]
 
         method.change(show, method, boxes, queue=False)
 

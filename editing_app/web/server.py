@@ -16,8 +16,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from editing_app.web.settings import AppSettings
+
+if TYPE_CHECKING:  # gradio is imported only after `prepare_environment`
+    import gradio as gr
 
 __all__ = ["prepare_environment", "serve", "upload_root"]
 
@@ -45,7 +49,7 @@ def prepare_environment(settings: AppSettings) -> None:
     warnings.simplefilter("error", Image.DecompressionBombWarning)
 
 
-def theme():
+def theme() -> gr.themes.Base:
     """Gradio's default look with system fonts (the default fetches web fonts)."""
     import gradio as gr
 
@@ -61,7 +65,7 @@ CSS = """
 """Small photos (the demo model's 32 px) fill their boxes, with sharp pixels."""
 
 
-def serve(page, settings: AppSettings, block: bool = True):
+def serve(page: gr.Blocks, settings: AppSettings, block: bool = True) -> tuple[Any, str, Any]:
     """Launch `page` (a `gr.Blocks`); returns what `Blocks.launch` returns (app, local URL, _).
     `block=False` returns at once with the server running in a thread (tests)."""
     page.queue(default_concurrency_limit=1)

@@ -32,6 +32,7 @@ from editing.errors import UserInputError
 from editing_app import api
 from editing_app.web.jobs import Cancelled, StageReporter
 from editing_app.web.methods import MethodPlan
+from editing_app.web.settings import SESSION_KEY_LENGTH
 from editing_app.web.uploads import accept_upload, mask_from_layers, preview
 
 __all__ = [
@@ -148,7 +149,7 @@ class Session:
         self.cancel = threading.Event()
         self.photo: Path | None = None
         self.trained: dict[tuple, api.TrainedArtifacts] = {}
-        self.edits = 0
+        self.edits = _edits_on_disk(folder / "edits")  # a session back from eviction goes on
         self.offered: list[Path] = []  # the artifact files the page offers for download now
 
     # --------------------------------------------------------------------------- inputs
@@ -271,6 +272,13 @@ class Session:
         return artifact, True, time.perf_counter() - start
 
 
+def _edits_on_disk(folder: Path) -> int:
+    """The highest NNN of the `NNN-<method>` edit folders under `folder` (0 when none)."""
+    heads = (p.name.split("-", 1)[0] for p in folder.glob("*-*") if p.is_dir())
+    numbers = [int(head) for head in heads if head.isdigit()]
+    return max(numbers, default=0)
+
+
 def _stamp(path: Path) -> tuple[int, int] | None:
     """(mtime_ns, size) of a file, None when it does not exist: a rewritten cache changes it."""
     try:
@@ -282,7 +290,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def session_key(session_id: str | None) -> str:
     """The folder name of a session: a hash of the id its browser sent."""
-    return hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()[:16]
+    digest = hashlib.sha256(str(session_id or "anonymous").encode()).hexdigest()
+    return digest[:SESSION_KEY_LENGTH]
 
 
 class SessionStore:

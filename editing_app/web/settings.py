@@ -15,9 +15,12 @@ from typing import Any
 
 from editing.errors import UserInputError
 
-__all__ = ["AppSettings", "is_loopback", "parse_auth"]
+__all__ = ["AppSettings", "check_session_root", "is_loopback", "parse_auth"]
 
 MEGABYTE = 1024 * 1024
+
+SESSION_KEY_LENGTH = 16
+"""Hex digits of a session folder's name (`editing_app.web.session.session_key`)."""
 
 
 def is_loopback(host: str) -> bool:
@@ -50,7 +53,8 @@ def parse_auth(value: str | None) -> list[tuple[str, str]]:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise UserInputError(f"cannot read app.auth file {path}: {err}") from None
-        pairs = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        stripped = (line.strip() for line in lines)
+        pairs = [line for line in stripped if line and not line.startswith("#")]
         where = f"app.auth file {path}"
     else:
         pairs, where = [text], "app.auth"
@@ -63,6 +67,34 @@ def parse_auth(value: str | None) -> list[tuple[str, str]]:
     if not users:
         raise UserInputError(f"{where} names no user: add a line user:password")
     return users
+
+
+def check_session_root(root: Path) -> None:
+    """Refuse a session root that holds anything but the app's own files.
+
+    The server serves the files under the root (Gradio's `allowed_paths`), so a folder with other
+    contents (a home or project folder) would expose them; the app's own entries are its upload
+    folder `.uploads` and the session folders (`SESSION_KEY_LENGTH` hex digits).
+
+    Raises:
+        UserInputError: the root is a file, or holds another entry (named in the message).
+    """
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise UserInputError(f"app.session_dir={root} is a file: give a new or empty folder")
+    for entry in sorted(root.iterdir()):
+        name = entry.name
+        ours = name == ".uploads" or (
+            len(name) == SESSION_KEY_LENGTH
+            and all(c in "0123456789abcdef" for c in name)
+            and entry.is_dir()
+        )
+        if not ours:
+            raise UserInputError(
+                f"app.session_dir={root} holds {name!r}, which the app did not write: the server "
+                "serves every file under that folder, so give a new or empty folder"
+            )
 
 
 @dataclass(frozen=True)
@@ -95,11 +127,13 @@ class AppSettings:
                 "app.auth=user:password (or a file of user:password lines), or keep "
                 "app.host=127.0.0.1"
             )
+        session_dir = Path(str(app.session_dir)).resolve()
+        check_session_root(session_dir)
         return cls(
             host=host,
             port=int(app.port),
             auth=users,
-            session_dir=Path(str(app.session_dir)).resolve(),
+            session_dir=session_dir,
             max_upload_mb=float(app.max_upload_mb),
             max_sessions=int(app.max_sessions),
         )

@@ -270,3 +270,65 @@ def test_the_sliders_start_at_the_plans_settings():
     other = defaults("sd15", True)  # configs/method/*.yaml
     assert (other["seeds"], other["imagic_guidance"], other["di_steps"]) == ("0,1,2,3", 7.5, 100)
     assert other["candidates"] == 4  # Blended Latent Diffusion's
+
+
+def test_every_slider_starts_inside_its_range():
+    """A slider whose starting value lies outside [minimum, maximum] refuses every run (Gradio
+    checks every input's bounds), whatever the method: on a pixel model other than the demo,
+    Blended Diffusion's configs/method/blended.yaml asks for 64 candidates."""
+    pytest.importorskip("gradio", reason="the page needs the app extra")
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from editing_app.web.page import build_page
+
+    for base_model, latent in (("demo", False), ("adm256", False), ("sd15", True)):
+        model = SimpleNamespace(diffusion=SimpleNamespace(is_latent=latent), device="cpu")
+        page = build_page(model, base_model, sessions=None)
+        sliders = [b for b in page.blocks.values() if isinstance(b, gr.Slider)]
+        assert len(sliders) == 9
+        for slider in sliders:
+            assert slider.minimum <= slider.value <= slider.maximum, (base_model, slider.label)
+            slider.preprocess(slider.value)  # what a run sends untouched is accepted
+
+
+def test_an_indented_comment_of_the_auth_file_is_no_user(tmp_path):
+    users = tmp_path / "users.txt"
+    users.write_text("  # admin: ask ann\nann:one\n\t# bob:old\n")
+    assert settings_of(host="10.0.0.2", auth=str(users)).auth == (("ann", "one"),)
+
+
+def test_a_session_back_from_eviction_numbers_its_edits_after_those_on_disk(tmp_path):
+    """The store keeps `capacity` sessions in memory; one dropped and asked for again gets its
+    folder back and must not write its next edit over `edits/001-...` of before."""
+    from editing_app.web.session import SessionStore
+
+    store = SessionStore(tmp_path / "root", tmp_path / "uploads", 1 << 20, capacity=1)
+    first = store.get("a")
+    for name in ("001-imagic", "002-direct_inversion"):
+        (first.folder / "edits" / name).mkdir(parents=True)
+    first.edits = 2
+    store.get("b")  # drops "a" from memory
+    again = store.get("a")
+    assert again is not first and again.folder == first.folder
+    assert again.edits == 2
+
+
+def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
+    """Every file under app.session_dir can be served, so a folder with other contents is refused
+    before anything loads; a new folder and one the app wrote itself are accepted."""
+    from editing_app.web.session import session_key
+
+    root = tmp_path / "sessions"
+    assert settings_of(session_dir=str(root)).session_dir == root
+    (root / ".uploads").mkdir(parents=True)
+    (root / session_key("browser")).mkdir()
+    assert settings_of(session_dir=str(root)).session_dir == root
+    (root / "notes.txt").write_text("private")
+    with pytest.raises(UserInputError, match="holds 'notes.txt'"):
+        settings_of(session_dir=str(root))
+    with pytest.raises(UserInputError, match="is a file"):
+        settings_of(session_dir=str(root / "notes.txt"))
+    with pytest.raises(UserInputError, match="which the app did not write"):
+        settings_of(session_dir=str(tmp_path))  # holds sessions/: a folder of the user's

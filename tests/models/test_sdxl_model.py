@@ -211,3 +211,41 @@ def test_the_configs_build_it():
     sdxl = compose_config("edit", ["base_model=sdxl"]).base_model
     assert sdxl.path == "stabilityai/stable-diffusion-xl-base-1.0" and sdxl.resolution == 1024
     assert sdxl.vae_dtype == "float32" and sdxl.vae is None
+
+
+def test_a_folder_that_keeps_the_empty_prompt_encoded_loads_so(model, tmp_path):
+    """model_index.json's force_zeros_for_empty_prompt=false is read back (absent: true)."""
+    import json
+
+    from editing.models.sdxl import force_zeros_flag
+
+    folder = save_model(model, tmp_path / "sdxl")
+    assert force_zeros_flag(folder) is True
+    index = folder / "model_index.json"
+    flags = json.loads(index.read_text())
+    index.write_text(json.dumps({**flags, "force_zeros_for_empty_prompt": False}))
+    loaded = load_model(str(folder), name=model.name)
+    assert loaded.force_zeros_for_empty_prompt is False
+    empty = loaded.encode_condition([""])
+    assert empty.tokens.any() and empty.pooled.any()  # "" encoded, not zeros
+    assert loaded.identity != model.identity  # an artifact of one is refused by the other
+    flags.pop("force_zeros_for_empty_prompt", None)
+    index.write_text(json.dumps(flags))
+    assert force_zeros_flag(folder) is True
+
+
+def test_the_artifacts_time_ids_are_those_the_unet_is_given(model):
+    """`sdxl_time_ids` (artifact metadata) names the numbers of the UNet call at that size."""
+    from editing.io.artifacts import sdxl_time_ids
+
+    cond = model.encode_condition(["a red square"])
+    for latent_hw in ((8, 12), (10, 6)):
+        x = torch.zeros(1, 4, *latent_hw)
+        seen, handle = _unet_kwargs(model)
+        try:
+            model.eps(x, 500, cond)
+        finally:
+            handle.remove()
+        given = seen[0][1]["added_cond_kwargs"]["time_ids"][0].tolist()
+        size = tuple(v * model.vae_scale_factor for v in latent_hw)
+        assert sdxl_time_ids(size) == ",".join(str(int(v)) for v in given)
