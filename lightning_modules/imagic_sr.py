@@ -63,7 +63,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         inputs: image (a file: it is read again at the SR resolution) and target_prompt.
         num_steps: fine-tuning steps (paper, Imagen: 1500 for base and SR alike).
         batch_size: (t, noise) draws per step.
-        lr: learning rate (default as the base fine-tune, 5e-7; None: by mode, `FINETUNE_LR`).
+        lr: learning rate (None: by mode as the base fine-tune, `FINETUNE_LR`: full 5e-7, lora 1e-4).
         optimizer: adam | adamw | adafactor | adam8bit.
         finetune_mode, lora_rank, lora_alpha, lora_targets, gradient_checkpointing, save_dtype: as
             `ImagicFinetuneStage`.
@@ -80,7 +80,7 @@ class ImagicSRFinetuneStage(UnetFinetune, StageModule):
         name: str = "imagic_sr_finetune",
         num_steps: int = 1500,
         batch_size: int = 1,
-        lr: float | None = 5e-7,
+        lr: float | None = None,
         optimizer: str = "adam",
         finetune_mode: str = "full",
         lora_rank: int = 4,

@@ -90,3 +90,13 @@ def test_sr_draws_repeat_and_differ_per_step_and_rank():
 def test_sr_stage_refuses_a_model_without_sr(tiny_if, image_path, tmp_path):
     with pytest.raises(UserInputError, match="needs a cascade.*no super-resolution stage"):
         ImagicSRFinetuneStage(with_sr(tiny_if, None), _inputs(image_path, tmp_path))
+
+
+@pytest.mark.parametrize(("mode", "lr"), [("full", 5e-7), ("lora", 1e-4)])
+def test_sr_learning_rate_defaults_by_mode_as_the_base_fine_tune(
+    tiny_if, image_path, tmp_path, mode, lr
+):
+    from lightning_modules.unet_finetune import FINETUNE_LR
+
+    stage = ImagicSRFinetuneStage(tiny_if, _inputs(image_path, tmp_path), finetune_mode=mode)
+    assert stage.lr == FINETUNE_LR[mode] == lr
