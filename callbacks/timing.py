@@ -27,21 +27,24 @@ class StepTimer(Callback):
         self._t0 = 0.0
         self._fit_t0 = 0.0
         self.total = 0.0
+        self._cuda = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.times.clear()
         self.ends.clear()
+        # Synchronise only a fit that runs on a GPU (decided once, not every step).
+        self._cuda = pl_module.device.type == "cuda"
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self._fit_t0 = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         now = time.perf_counter()
         dt = now - self._t0

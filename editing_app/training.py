@@ -109,9 +109,8 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
     """A Lightning Trainer for one stage, with export, timing, checkpoint and preview callbacks,
     (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total, and
     (with `offload_frozen`) the frozen text encoder and VAE on the CPU during the fit."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from callbacks.atomic_checkpoint import AtomicCheckpointIO
+    from callbacks.budget_checkpoint import BudgetedCheckpoint
     from callbacks.export import ArtifactExport
     from callbacks.progress import StageProgressBar
     from callbacks.timing import StepTimer
@@ -128,7 +127,8 @@ def build_trainer(cfg: DictConfig, stage: str, max_steps: int, output_dir: Path)
     every = int(cfg.callbacks.checkpoint_every_n_steps)
     if every > 0:
         callbacks.append(
-            ModelCheckpoint(
+            BudgetedCheckpoint(
+                time_share=cfg.callbacks.get("checkpoint_time_share"),
                 dirpath=output_dir / "checkpoints" / stage,
                 filename="step{step}",
                 save_last=True,
