@@ -30,6 +30,7 @@ from datamodules.single_image import draw_noise
 from editing.diffusion.objectives import denoising_loss
 from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
+from lightning_modules.base import make_optimizer
 
 STAGES = {
     "embed": ["stage=imagic_embed"],
@@ -89,7 +90,7 @@ def bare_run(module, device, precision, steps) -> float:
         else module.condition()
     )
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-6)
+    opt = make_optimizer("adam", params, 1e-6)  # the stage's own optimiser (fused Adam)
     autocast = torch.autocast(
         device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"
     )

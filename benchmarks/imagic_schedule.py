@@ -15,7 +15,9 @@ checkpoints and previews included) over its steps; `process_s` is the whole comm
 `--external` names a command template run alternately with the project, on the same folder, image
 and step counts (`{model}`, `{image}`, `{embed_steps}`, `{finetune_steps}`, `{resolution}` are
 filled in); its last output line must be a JSON object with `embed_s_per_step` and
-`finetune_s_per_step` (and optionally `total_s`). Without `--model` a tiny random SD folder
+`finetune_s_per_step` (optionally `total_s`, and `embed_cpu_s_per_step` / `finetune_cpu_s_per_step`,
+the process CPU time per step, which the project reports too: CPU time is what other load on a
+shared machine disturbs least). Without `--model` a tiny random SD folder
 (64 px, 8x8 latents, `benchmarks.folders`) is written first. Medians over `--repeat` alternating
 runs are reported with their range, and `ratio` = external / project (above 1: the project is
 faster).
@@ -27,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -41,7 +44,10 @@ from PIL import Image
 from benchmarks.common import Row, print_table, save_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-DONE = re.compile(r"(imagic_embed|imagic_finetune) done: (\d+) steps in ([0-9.]+) s")
+DONE = re.compile(
+    r"(imagic_embed|imagic_finetune) done: (\d+) steps in ([0-9.]+) s"
+    r"(?: \([0-9.]+ s/step, ([0-9.]+) s CPU\))?"
+)
 PROMPT = "a photo of a red circle"
 
 
@@ -78,7 +84,6 @@ def project_command(
         f"stage.embed.num_steps={embed_steps}",
         f"stage.finetune.num_steps={finetune_steps}",
         f"trainer.accelerator={'gpu' if device == 'cuda' else 'cpu'}",
-        "trainer.enable_progress_bar=false",
         f"cpu_threads={os.environ.get('OMP_NUM_THREADS', 'auto')}",
         *overrides,
     ]
@@ -86,25 +91,36 @@ def project_command(
 
 def parse_project(output: str, embed_steps: int, finetune_steps: int) -> dict[str, float]:
     """Seconds per step of each stage from train.py's `<stage> done: N steps in X s` lines."""
-    found = {stage: (int(n), float(s)) for stage, n, s in DONE.findall(output)}
+    found = {stage: (int(n), float(s), c) for stage, n, s, c in DONE.findall(output)}
     if set(found) != {"imagic_embed", "imagic_finetune"}:
         raise RuntimeError(f"train.py did not finish both stages:\n{output[-3000:]}")
-    (n_e, s_e), (n_f, s_f) = found["imagic_embed"], found["imagic_finetune"]
+    (n_e, s_e, c_e), (n_f, s_f, c_f) = found["imagic_embed"], found["imagic_finetune"]
     if (n_e, n_f) != (embed_steps, finetune_steps):
         raise RuntimeError(f"expected {embed_steps} + {finetune_steps} steps, ran {n_e} + {n_f}")
-    return {"embed_s_per_step": s_e / n_e, "finetune_s_per_step": s_f / n_f, "total_s": s_e + s_f}
+    result = {"embed_s_per_step": s_e / n_e, "finetune_s_per_step": s_f / n_f, "total_s": s_e + s_f}
+    if c_e and c_f:  # versions that print the fit's CPU time
+        result["embed_cpu_s_per_step"] = float(c_e) / n_e
+        result["finetune_cpu_s_per_step"] = float(c_f) / n_f
+    return result
 
 
-def run(command: list[str] | str, shell: bool = False) -> tuple[str, float]:
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(command: list[str] | str, shell: bool = False) -> tuple[str, float, float]:
+    """(output, wall seconds, CPU seconds) of one command."""
+    start, cpu = time.perf_counter(), _children_cpu()
     result = subprocess.run(
         command, shell=shell, capture_output=True, text=True, cwd=ROOT, env=os.environ.copy()
     )
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu
     output = result.stdout + result.stderr
     if result.returncode != 0:
         raise RuntimeError(f"{command!r} failed (exit {result.returncode}):\n{output[-3000:]}")
-    return output, wall
+    return output, wall, cpu
 
 
 def parse_external(output: str) -> dict[str, float]:
@@ -173,13 +189,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     args.device,
                     args.override,
                 )
-                output, wall = run(command)
+                output, wall, cpu = run(command)
                 found = parse_project(output, args.embed_steps, args.finetune_steps)
-                results[name].append({**found, "process_s": wall})
+                results[name].append({**found, "process_s": wall, "process_cpu_s": cpu})
                 print(f"{name} run {i}: {results[name][-1]}", flush=True)
             if args.external:
-                output, wall = run(args.external.format(**fill), shell=True)
-                results["external"].append({**parse_external(output), "process_s": wall})
+                output, wall, cpu = run(args.external.format(**fill), shell=True)
+                found = parse_external(output)
+                results["external"].append({**found, "process_s": wall, "process_cpu_s": cpu})
                 print(f"external run {i}: {results['external'][-1]}", flush=True)
         setting = f"{args.device} {args.resolution}px {args.embed_steps}+{args.finetune_steps}"
         for who, runs in results.items():
@@ -191,6 +208,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 if who != "external" and results["external"]:
                     ext = statistics.median(r[key] for r in results["external"])
                     extra["ratio"] = ext / stats["median"]
+                cpu_key = key.replace("_s_per_step", "_cpu_s_per_step")
+                if all(cpu_key in r for r in runs):
+                    extra["cpu_s_per_step"] = statistics.median(r[cpu_key] for r in runs)
+                    ext_runs = results["external"]
+                    if who != "external" and ext_runs and all(cpu_key in r for r in ext_runs):
+                        ext_cpu = statistics.median(r[cpu_key] for r in ext_runs)
+                        extra["cpu_ratio"] = ext_cpu / extra["cpu_s_per_step"]
                 rows.append(
                     Row(
                         f"imagic_ports {label} ({who})",
@@ -203,13 +227,19 @@ def main(argv: list[str] | None = None) -> list[Row]:
             if all("total_s" in r for r in runs):
                 stats = _summary([r["total_s"] for r in runs])
                 process = statistics.median(r["process_s"] for r in runs)
+                process_cpu = statistics.median(r["process_cpu_s"] for r in runs)
                 rows.append(
                     Row(
                         f"imagic_ports training ({who})",
                         setting,
                         stats["median"],
                         "s",
-                        extra={"low": stats["low"], "high": stats["high"], "process_s": process},
+                        extra={
+                            "low": stats["low"],
+                            "high": stats["high"],
+                            "process_s": process,
+                            "process_cpu_s": process_cpu,
+                        },
                     )
                 )
     print_table(rows, f"Imagic schedule on {args.model or 'a tiny random SD folder'}")

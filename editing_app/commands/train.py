@@ -62,11 +62,12 @@ def train(cfg: DictConfig) -> list[Path]:
         if run.is_global_zero:
             s = run.timing
             log.info(
-                "%s done: %d steps in %.2f s (%.4f s/step), wrote %s",
+                "%s done: %d steps in %.2f s (%.4f s/step, %.2f s CPU), wrote %s",
                 run.stage,
                 s["steps"],
                 s["total_seconds"],
                 s["seconds_per_step"],
+                s["cpu_seconds"],
                 run.artifact,
             )
         paths.append(run.artifact)
