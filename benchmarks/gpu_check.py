@@ -250,7 +250,12 @@ def main(argv: list[str] | None = None) -> list[Job]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--reduced", action="store_true", help="tiny stand-ins, minimal counts")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds for the whole check")
-    parser.add_argument("--only", nargs="+", default=None, help="architecture labels' --arch names")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        help="run only the architectures with these --arch names (full or reduced)",
+    )
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     if not args.reduced and args.device != "cuda":

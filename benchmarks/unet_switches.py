@@ -26,6 +26,7 @@ from benchmarks.architectures import LATENT_ARCHS, autocast, model_for, prepare
 from benchmarks.common import Row, print_table, save_rows, sync
 
 VARIANTS = ("sdpa", "explicit", "channels_last", "compiled")
+KINDS = ("sampling", "training")
 
 
 def _calls(model, device: str, precision: str, channels_last: bool):
@@ -68,6 +69,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precision", default="32-true", choices=["32-true", "bf16-mixed"])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument(
+        "--kinds", nargs="+", default=list(KINDS), choices=list(KINDS), help="calls to time"
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=10, help="timed calls per round")
     parser.add_argument("--json", type=Path, default=None)
@@ -76,11 +80,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
     calls = {}
     for name in args.variants:  # warm up (and compile) every variant before timing any
         _variant(model, name)
-        calls[name] = _calls(model, args.device, args.precision, name == "channels_last")
+        both = _calls(model, args.device, args.precision, name == "channels_last")
+        calls[name] = [fn for kind, fn in zip(KINDS, both) if kind in args.kinds]
         for fn in calls[name]:
             for _ in range(3):
                 fn()
-    times: dict[tuple[str, int], list[float]] = {(n, i): [] for n in args.variants for i in (0, 1)}
+    kinds = [k for k in KINDS if k in args.kinds]
+    times = {(n, i): [] for n in args.variants for i in range(len(kinds))}
     for _ in range(args.rounds):
         for name in args.variants:
             _variant(model, name)
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
                 times[(name, i)].append((time.perf_counter() - start) / args.calls)
     _variant(model, "sdpa")
     rows = []
-    for i, kind in enumerate(("sampling call, batch 2", "training call, batch 1")):
+    labels = {"sampling": "sampling call, batch 2", "training": "training call, batch 1"}
+    for i, kind in enumerate(labels[k] for k in kinds):
         base = statistics.median(times[(args.variants[0], i)])
         for name in args.variants:
             t = statistics.median(times[(name, i)])
