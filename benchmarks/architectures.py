@@ -66,21 +66,68 @@ def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> Dif
     return model.freeze()
 
 
-ARCHS = ("tiny", "tiny_pixel", "demo", "sd15", "adm256")
+def sd21_model(resolution: int = 768, dtype: torch.dtype = torch.float32) -> DiffusionModel:
+    """Stable Diffusion 2.1's UNet (865M; linear projections, head widths 5/10/20/20 x 64,
+    1024-wide cross-attention), its VAE (as SD 1.5's) and the OpenCLIP ViT-H/14 text encoder
+    (23 layers, 1024 wide, 354M), with v-prediction, at 768 px."""
+    unet = UNet2DConditionModel(
+        sample_size=resolution // 8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
+    )
+    base = sd15_model(resolution, dtype)  # VAE and tokenizer as SD 1.x
+    tokenizer = base.tokenizer
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=23,
+            num_attention_heads=16,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    for part in (unet, text_encoder):
+        part.to(dtype)
+    model = DiffusionModel(
+        unet,
+        text_encoder,
+        tokenizer,
+        sd_scheduler("v_prediction"),
+        base.vae,
+        name="sd21-random",
+        resolution=resolution,
+    )
+    return model.freeze()
+
+
+ARCHS = ("tiny", "tiny_v", "tiny_pixel", "demo", "sd15", "sd21", "adm256")
+LATENT_ARCHS = ("tiny", "tiny_v", "demo", "sd15", "sd21")
+"""The `--arch` choices of the latent-model benchmarks (tiny_v: the tiny v-prediction model)."""
 
 
 def model_for(
     arch: str, resolution: int | None = None, dtype: torch.dtype = torch.float32
 ) -> DiffusionModel:
-    """ "tiny" | "tiny_pixel" | "demo" | "sd15" | "adm256" as a frozen model with random (or
+    """One of `ARCHS` as a frozen model with random (or
     shipped demo) weights. Pixel models: tiny_pixel, demo, adm256."""
-    if arch in ("tiny", "tiny_pixel"):
+    if arch in ("tiny", "tiny_v", "tiny_pixel"):
         from demo_world.tiny import build_tiny_model
 
-        default = 32 if arch == "tiny" else 16  # as configs/base_model/tiny*.yaml
+        default = 16 if arch == "tiny_pixel" else 32  # as configs/base_model/tiny*.yaml
         return build_tiny_model(
             resolution=resolution or default,
-            latent=arch == "tiny",
+            latent=arch != "tiny_pixel",
+            prediction_type="v_prediction" if arch == "tiny_v" else "epsilon",
             dtype=str(dtype).removeprefix("torch."),
         )
     if arch == "demo":
@@ -89,6 +136,8 @@ def model_for(
         return build_demo_model().freeze()
     if arch == "sd15":
         return sd15_model(resolution or 512, dtype)
+    if arch == "sd21":
+        return sd21_model(resolution or 768, dtype)
     if arch == "adm256":
         return adm256_model(resolution or 256)
     raise ValueError(f"unknown architecture {arch!r}")
@@ -211,8 +260,9 @@ def prepare(
     compile_unet: bool = False,
 ) -> DiffusionModel:
     """Move `model` to `device`; on CUDA allow TF32 matmuls (as train.py does); optionally
-    channels_last memory format (UNet and VAE) and `torch.compile` of the UNet (in place, so
-    `model.unet.config` and the attention processors stay reachable). Attention runs through
+    channels_last memory format (UNet and VAE) and `torch.compile` of the UNet
+    (`DiffusionModel.set_compile`: the module stays as it is, so `model.unet.config`, the attention
+    processors and deep copies of it are unaffected). Attention runs through
     diffusers' default processor (PyTorch SDPA) unless an editor installs its own."""
     model = model.to(device)
     if torch.device(device).type == "cuda":
@@ -222,7 +272,7 @@ def prepare(
         if model.vae is not None:
             model.vae.to(memory_format=torch.channels_last)
     if compile_unet:
-        model.unet.compile()
+        model.set_compile(True)
     return model
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.architectures import (
+    LATENT_ARCHS,
     attention_kind,
     autocast,
     clip_for,
@@ -43,8 +44,13 @@ from editing.editors.blended_latent import BlendedLatentEditor
 from editing.io.edit_inputs import Inputs
 
 PROMPT = "a blue ball"
-PIXEL_ARCH = {"tiny": "tiny_pixel", "sd15": "adm256"}
-CLIP_ARCH = {"tiny_pixel": "tiny", "tiny": "tiny", "demo": "tiny"}  # default: vit-b-16
+PIXEL_ARCH = {"tiny": "tiny_pixel", "tiny_v": "tiny_pixel", "sd15": "adm256", "sd21": "adm256"}
+CLIP_ARCH = {
+    "tiny_pixel": "tiny",
+    "tiny": "tiny",
+    "tiny_v": "tiny",
+    "demo": "tiny",
+}  # default: vit-b-16
 
 
 def centre_mask(resolution: int) -> torch.Tensor:
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", default="tiny", choices=["tiny", "sd15"], help="latent model")
+    parser.add_argument("--arch", default="tiny", choices=LATENT_ARCHS, help="latent model")
     parser.add_argument("--pixel-arch", default=None, choices=["tiny_pixel", "demo", "adm256"])
     parser.add_argument("--clip", default=None, choices=["tiny", "vit-b-16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

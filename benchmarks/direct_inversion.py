@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.architectures import attention_kind, autocast, model_for, prepare
+from benchmarks.architectures import LATENT_ARCHS, attention_kind, autocast, model_for, prepare
 from benchmarks.common import Row, print_table, save_rows
 from benchmarks.null_text import random_image, timed
 from editing.editors.direct_inversion import STAGE, DirectInversionEditor
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", default="tiny", choices=["tiny", "demo", "sd15"])
+    parser.add_argument("--arch", default="tiny", choices=LATENT_ARCHS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--inversion-steps", type=int, default=None, help="100 (quick: 4)")

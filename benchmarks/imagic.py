@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.architectures import model_for
+from benchmarks.architectures import LATENT_ARCHS, model_for
 from benchmarks.common import Row, print_table, save_rows, sync
 from datamodules.single_image import draw_noise
 from editing.diffusion.objectives import denoising_loss
 from editing.io.edit_inputs import Inputs
 from editing.io.images import load_image
+from lightning_modules.base import make_optimizer
 
 STAGES = {
     "embed": ["stage=imagic_embed"],
@@ -89,7 +90,7 @@ def bare_run(module, device, precision, steps) -> float:
         else module.condition()
     )
     params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=1e-6)
+    opt = make_optimizer("adam", params, 1e-6)  # the stage's own optimiser (fused Adam)
     autocast = torch.autocast(
         device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"
     )
@@ -109,7 +110,7 @@ def bare_run(module, device, precision, steps) -> float:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", default="tiny", choices=["tiny", "demo", "sd15"])
+    parser.add_argument("--arch", default="tiny", choices=LATENT_ARCHS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--steps", type=int, default=300, help="steps per measurement (>= 251 includes a preview)"
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         "--repeat", type=int, default=3, help="alternating Lightning/bare repeats (min is kept)"
     )
     parser.add_argument("--precisions", nargs="+", default=None)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     precisions = args.precisions or (
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     rates: dict[tuple[str, str], float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in precisions:
-            for stage in STAGES:
+            for stage in args.stages:
                 folder = Path(tmp) / f"{precision}-{stage}"
                 if stage.startswith("finetune"):  # the fine-tune reads an embedding artifact
                     lightning_run(
@@ -174,6 +176,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
                     torch.cuda.empty_cache()
         for precision in precisions:
             for ft in ("finetune-full", "finetune-lora"):
+                if (precision, "embed") not in rates or (precision, ft) not in rates:
+                    continue
                 total = 1000 * rates[(precision, "embed")] + 1500 * rates[(precision, ft)]
                 rows.append(
                     Row(

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.architectures import LATENT_ARCHS
 from benchmarks.common import Row, peak_memory, print_table, save_rows
 
 STAGES = {
@@ -105,7 +106,7 @@ def report_argv(device: str, quick: bool) -> list[str]:
 
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arch", default="tiny", choices=["tiny", "sd15"])
+    parser.add_argument("--arch", default="tiny", choices=LATENT_ARCHS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--stages", nargs="+", default=list(STAGES))

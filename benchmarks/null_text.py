@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.architectures import attention_kind, autocast, model_for, prepare
+from benchmarks.architectures import LATENT_ARCHS, attention_kind, autocast, model_for, prepare
 from benchmarks.common import Row, peak_memory, print_table, save_rows, sync
 from editing.diffusion.ddim import make_schedule
 from editing.inversion.null_text import NullTextSettings, null_text_inversion
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--arch", default="tiny", choices=["tiny", "demo", "sd15"])
+    parser.add_argument("--arch", default="tiny", choices=LATENT_ARCHS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--resolution", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (50; quick: 4)")

@@ -17,7 +17,8 @@ class StepTimer(Callback):
     """Measure wall time per optimisation step (batch start to batch end) and peak memory.
 
     `summary()` gives {"steps", "seconds_per_step" (median, excluding the first `warmup` steps),
-    "total_seconds", "peak_memory_mb"} (GPU peak memory on CUDA, else max RSS of the process).
+    "total_seconds", "cpu_seconds" (process CPU time of the fit: robust to other load on a shared
+    machine), "peak_memory_mb"} (GPU peak memory on CUDA, else max RSS of the process).
     """
 
     def __init__(self, warmup: int = 2) -> None:
@@ -27,21 +28,27 @@ class StepTimer(Callback):
         self._t0 = 0.0
         self._fit_t0 = 0.0
         self.total = 0.0
+        self.cpu_total = 0.0
+        self._fit_cpu0 = 0.0
+        self._cuda = False
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.times.clear()
         self.ends.clear()
+        # Synchronise only a fit that runs on a GPU (decided once, not every step).
+        self._cuda = pl_module.device.type == "cuda"
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self._fit_t0 = time.perf_counter()
+        self._fit_cpu0 = time.process_time()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        if torch.cuda.is_available():
+        if self._cuda:
             torch.cuda.synchronize()
         now = time.perf_counter()
         dt = now - self._t0
@@ -51,6 +58,7 @@ class StepTimer(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.total = time.perf_counter() - self._fit_t0
+        self.cpu_total = time.process_time() - self._fit_cpu0
         s = self.summary()
         log.info(
             "%s: %d steps, %.4f s/step (median), peak memory %.0f MB",
@@ -73,6 +81,7 @@ class StepTimer(Callback):
             "seconds_per_step": median,
             "wall_seconds_per_step": wall,
             "total_seconds": self.total,
+            "cpu_seconds": self.cpu_total,
             "peak_memory_mb": peak_memory_mb(),
         }
 

@@ -133,9 +133,8 @@ def build_trainer(
     (with `trainer.enable_progress_bar`) a bar counting the stage's steps out of their total,
     (with `offload_frozen`) the frozen text encoder and VAE on the CPU during the fit, and the
     caller's `extra_callbacks` (the web app's progress and cancel)."""
-    from lightning.pytorch.callbacks import ModelCheckpoint
-
     from callbacks.atomic_checkpoint import AtomicCheckpointIO
+    from callbacks.budget_checkpoint import BudgetedCheckpoint
     from callbacks.export import ArtifactExport
     from callbacks.progress import StageProgressBar
     from callbacks.timing import StepTimer
@@ -152,7 +151,8 @@ def build_trainer(
     every = int(cfg.callbacks.checkpoint_every_n_steps)
     if every > 0:
         callbacks.append(
-            ModelCheckpoint(
+            BudgetedCheckpoint(
+                time_share=cfg.callbacks.get("checkpoint_time_share"),
                 dirpath=output_dir / "checkpoints" / stage,
                 filename="step{step}",
                 save_last=True,

@@ -26,6 +26,7 @@ from editing_app.runtime import AUTOCAST_DTYPES, resolve_device
 NULL_MODES = ("per_step", "global")
 PRECISIONS = tuple(AUTOCAST_DTYPES)
 LPIPS_NETS = ("alex", "vgg", "squeeze")
+COMPILE_BACKENDS = ("inductor", "aot_eager")
 BACKGROUND_NORMALIZATIONS = ("region", "image")
 TRAINER_PRECISIONS = (
     "64-true",
@@ -182,6 +183,8 @@ TOP_RULES: dict[str, Rule] = {
     "seed": Rule("int", low=0, high=2**63 - 1),
     "resume": Rule("bool"),
     "offload_frozen": Rule("bool"),
+    "compile": Rule("bool"),
+    "compile_backend": Rule("choice", options=COMPILE_BACKENDS),
     "device": Rule("text"),
     "cpu_threads": Rule("threads"),
     "precision": Rule("choice", options=PRECISIONS),
@@ -205,7 +208,9 @@ TOP_RULES: dict[str, Rule] = {
 
 CALLBACK_RULES: dict[str, Rule] = {
     "checkpoint_every_n_steps": Rule("int", low=0),
+    "checkpoint_time_share": Rule("float", low=0, high=1, open_low=True, optional=True),
     "every_n_steps": Rule("int", low=0),
+    "time_share": Rule("float", low=0, high=1, open_low=True, optional=True),
     "num_inference_steps": Rule("int", low=1, high=1000),
 }
 

@@ -43,6 +43,7 @@ class _LatentSize:
     def __init__(self) -> None:
         self.value: tuple[int, int] | None = None
 
+    @torch.compiler.disable
     def hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
         self.value = (int(sample.shape[-2]), int(sample.shape[-1]))
@@ -85,6 +86,10 @@ class ControlledAttnProcessor:
             latent_size=latent or (0, 0),
         )
 
+    # Under `compile=true` (a compiled UNet) a controlled layer runs eagerly: the controller's
+    # Python state (step counters, stored maps) changes every call, which a compiled graph
+    # would either bake in or recompile for; the rest of the UNet stays compiled.
+    @torch.compiler.disable
     def __call__(
         self,
         attn: Attention,

@@ -134,6 +134,9 @@ class DiffusionModel(nn.Module):
             )
         self._identity: ModelIdentity | None = None
         self.sr = sr
+        self.compile_unet = False
+        self.compile_backend = "inductor"
+        self._compiled: tuple[nn.Module, nn.Module] | None = None
 
     # ----------------------------------------------------------------------------------- facts
     @property
@@ -327,13 +330,38 @@ class DiffusionModel(nn.Module):
             )
         return {"encoder_hidden_states": cond.tokens.to(self.dtype)}
 
+    def set_compile(self, enabled: bool, backend: str = "inductor") -> DiffusionModel:
+        """Run the UNet through `torch.compile(unet, backend=backend)` (`compile=true`) or
+        eagerly; returns self. `backend`: "inductor" (generated kernels; the first call of each
+        input shape compiles, minutes on a CPU) or "aot_eager" (traced graphs run by eager
+        kernels: no speed-up, seconds to compile, what the tests use to check the tracing).
+
+        The UNet module itself is left as it is (no in-place `Module.compile`): every call of
+        `predict` goes through a compiled wrapper of the current `self.unet`, made on first use.
+        So a deep copy of the UNet (a fine-tune, fine-tuned weights applied by an editor) runs its
+        own weights, and models made by `with_unet` compile their UNet too. Attention processors
+        installed later (Prompt-to-Prompt's `attention_control`) are seen by the compiled call;
+        their controlled layers run eagerly (`editing.attention.processor`)."""
+        if (self.compile_unet, self.compile_backend) != (bool(enabled), str(backend)):
+            self.compile_unet, self.compile_backend = bool(enabled), str(backend)
+            self._compiled = None
+        return self
+
+    def unet_callable(self) -> nn.Module:
+        """The UNet as `predict` calls it: `self.unet`, or its compiled wrapper (`set_compile`)."""
+        if not self.compile_unet:
+            return self.unet
+        if self._compiled is None or self._compiled[0] is not self.unet:
+            self._compiled = (self.unet, torch.compile(self.unet, backend=self.compile_backend))
+        return self._compiled[1]
+
     def _unet_output(
         self, x_t: Tensor, t: Tensor, emb: Tensor | Conditioning, **unet_kwargs
     ) -> Tensor:
         """The UNet's raw output [B, C or 2C, h, w] for timesteps t [B], conditioned on emb."""
         dtype = self.dtype
         cond = self.unet_conditioning(emb, x_t)
-        return self.unet(x_t.to(dtype), t, return_dict=False, **cond, **unet_kwargs)[0]
+        return self.unet_callable()(x_t.to(dtype), t, return_dict=False, **cond, **unet_kwargs)[0]
 
     def eps(self, x_t: Tensor, t: Tensor | int, emb: Tensor, **unet_kwargs) -> Tensor:
         """Noise prediction eps_theta(x_t, t, emb) [B, C, h, w] (fp32) for any prediction type."""
@@ -380,6 +408,7 @@ class DiffusionModel(nn.Module):
             sr=self.sr,
         )
         other._identity = self.identity
+        other.compile_unet, other.compile_backend = self.compile_unet, self.compile_backend
         return other.to(self.device)
 
     def freeze(self) -> DiffusionModel:

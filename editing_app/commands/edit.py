@@ -61,6 +61,8 @@ def edit(cfg: DictConfig) -> Path:
     # 2. The base model and the user's inputs at its resolution.
     torch.manual_seed(int(cfg.seed))
     model = load_base_model(cfg.base_model).to(device)
+    if cfg.get("compile", False):
+        model.set_compile(True, cfg.get("compile_backend", "inductor"))
     inputs = inputs_from_config(cfg, model)
 
     # 3. The edit.

@@ -46,6 +46,8 @@ def train(cfg: DictConfig) -> list[Path]:
         check_image_file(cfg.image)
     model = load_base_model(cfg.base_model) if cfg.get("base_model") is not None else None
     check_stage_model(stages, model)
+    if model is not None and cfg.get("compile", False):
+        model.set_compile(True, cfg.get("compile_backend", "inductor"))
     inputs = inputs_from_config(cfg, model)
     if inputs.checkpoint_dir is None:
         inputs.checkpoint_dir = inputs.output_dir
@@ -61,11 +63,12 @@ def train(cfg: DictConfig) -> list[Path]:
         if run.is_global_zero:
             s = run.timing
             log.info(
-                "%s done: %d steps in %.1f s (%.4f s/step), wrote %s",
+                "%s done: %d steps in %.2f s (%.4f s/step, %.2f s CPU), wrote %s",
                 run.stage,
                 s["steps"],
                 s["total_seconds"],
                 s["seconds_per_step"],
+                s["cpu_seconds"],
                 run.artifact,
             )
         paths.append(run.artifact)

@@ -37,6 +37,7 @@ def stage_args(image: Path, out: Path, *extra: str) -> list[str]:
         "callbacks.preview=null",
         "stage.num_steps=3",
         "callbacks.checkpoint_every_n_steps=3",
+        "callbacks.checkpoint_time_share=null",
         *extra,
     ]
 

@@ -105,6 +105,7 @@ def test_interrupted_stage_resumes_to_the_same_artifact(image_path, tmp_path):
                 f"output_dir={interrupted}",
                 "trainer.max_steps=2",
                 "callbacks.checkpoint_every_n_steps=1",
+                "callbacks.checkpoint_time_share=null",
             ],
         )
     )
@@ -119,6 +120,7 @@ def test_interrupted_stage_resumes_to_the_same_artifact(image_path, tmp_path):
                 f"output_dir={interrupted}",
                 "trainer.max_steps=4",
                 "callbacks.checkpoint_every_n_steps=1",
+                "callbacks.checkpoint_time_share=null",
                 "resume=true",
             ],
         )

@@ -20,6 +20,7 @@ def test_resume_refuses_a_checkpoint_made_for_another_prompt(image_path, tmp_pat
         f"image={image_path}",
         f"output_dir={tmp_path}",
         "callbacks.checkpoint_every_n_steps=1",
+        "callbacks.checkpoint_time_share=null",
     ]
     train(compose_config("train", [*common, "target_prompt=a red circle", "trainer.max_steps=2"]))
     with pytest.raises(
