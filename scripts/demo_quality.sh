@@ -16,11 +16,14 @@ $PY evaluate.py "${common[@]}" method=imagic output_dir="$OUT/imagic" \
     "method.eta=[0,0.6,0.7,0.8,0.9,1.0]" "method.seeds=[0,1]" method.guidance_scale=3
 
 # Null-text inversion + Prompt-to-Prompt: colour swaps, Replace + LocalBlend on the
-# differing words, against plain DDIM inversion with the same edit.
+# differing words, against plain DDIM inversion with the same edit. The edits are guided with the
+# "" null (method.edit_null=empty; for ddim the same as shared): the optimised nulls keep only the
+# source branch on the image (shared nulls deform the edits on the demo model, docs/methods.md).
 for inv in null_text ddim; do
   $PY evaluate.py "${common[@]}" method=null_text_p2p output_dir="$OUT/p2p_$inv" \
       "suite.edit_types=[colour]" suite.n="$((2 * N))" method.inversion=$inv variant=$inv \
-      method.blend_words=auto method.blend_resolution=0.5 method.blend_threshold=0.5
+      method.blend_words=auto method.blend_resolution=0.5 method.blend_threshold=0.5 \
+      method.edit_null=empty
 done
 
 # Direct Inversion: colour swaps, the noise-merge lambda swept.

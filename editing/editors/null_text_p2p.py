@@ -9,6 +9,11 @@ computed once for all of them. Inversions:
 - `ddim`: plain DDIM inversion (w = 1, source caption) with the "" embedding: the paper's lower bound;
 - `negative_prompt`: DDIM inversion with the source-prompt embedding as the null embedding at every
   step (Miyake et al. 2023), optimisation-free.
+The edited branches' null embedding (`edit_null`): `shared`, the inversion's, as the source branch
+(reference code: the optimised nulls serve every branch), or `empty`, the embedding of "" at every
+step: the optimised nulls then only keep the source branch on the image's trajectory, and the
+edits are guided as from a plain DDIM inversion (the source and target branches kept apart, as Ju
+et al. 2023 argue for). On the demo model the shared nulls deform the edit (docs/methods.md).
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with its
 own prompt by the pretrained SR stage (`editing.editors.apply.apply_editor`). Models whose
 attention is not plain softmax attention (DeepFloyd IF's joint self/cross "added KV" attention) are
@@ -44,6 +49,8 @@ from editing.io.edit_inputs import Inputs
 from editing.io.outputs import EditResult
 
 INVERSIONS = ("null_text", "ddim", "negative_prompt")
+EDIT_NULLS = ("shared", "empty")
+"""The edited branches' unconditional embedding: the inversion's (the source's), or that of ""."""
 
 
 def changed_words(source: str, target: str) -> tuple[list[str], list[str]]:
@@ -106,6 +113,10 @@ class NullTextP2PEditor:
     blend_maps: str = "edited"
     # {word: factor} attention reweighting on top of the edit (reference AttentionReweight).
     equalizer: Mapping[str, float] | None = None
+    # The edited branches' null embedding: shared (the inversion's, as the source's: the
+    # optimised per-step nulls, the source embedding for negative_prompt; reference) | empty (the
+    # embedding of "" at every step; project choice, see the module docstring).
+    edit_null: str = "shared"
     # For inversion=ddim|negative_prompt (null_text uses its artifact's) (reference 7.5, 50).
     guidance_scale: float = 7.5
     num_inference_steps: int = 50
@@ -117,6 +128,7 @@ class NullTextP2PEditor:
     def __post_init__(self) -> None:
         self.inversion = settings.choice(self.inversion, "inversion", INVERSIONS)
         self.edit = settings.choice(self.edit, "edit", ("auto", "replace", "refine"))
+        self.edit_null = settings.choice(self.edit_null, "edit_null", EDIT_NULLS)
         self.target_prompts = list(self.target_prompts) if self.target_prompts else None
         self.cross_replace_steps = (
             dict(self.cross_replace_steps)
@@ -268,6 +280,7 @@ class NullTextP2PEditor:
         inv = self.invert(model, inputs)
         for t in targets:
             model.encode_prompt([t], "target_prompt")  # refuses over-long prompts early
+        edit_uncond = model.encode_prompt([""]) if self.edit_null == "empty" else None
         results: list[EditResult] = []
         recon = None
         # 2. One batched Prompt-to-Prompt run per controller kind: [source, *edits].
@@ -281,6 +294,7 @@ class NullTextP2PEditor:
                 inv.schedule,
                 inv.guidance_scale,
                 inv.uncond,
+                edit_uncond_embeddings=edit_uncond,
             )
             images = model.decode(latents).clamp(-1, 1).cpu()
             recon = images[0]
@@ -306,6 +320,7 @@ class NullTextP2PEditor:
         params = {
             "method": self.name,
             "inversion": self.inversion,
+            "edit_null": self.edit_null,
             "prompt": prompt,
             "source_prompt": inv.prompt,
             "guidance_scale": inv.guidance_scale,

@@ -3,13 +3,16 @@
 Prompt-to-Prompt Algorithm 1 (Hertz et al. 2022), with null-text inversion's per-step
 unconditional embeddings (Mokady et al. 2023, Sec. 3.2): every prompt starts from the same x_T, the
 source and its K edits run as one batch (the source branch is computed once and shared by all
-edits), and at each step
+edits), and at each step i, for the source (C, null_i) and each edit (C*, null*_i),
 
-    eps = eps_theta(x_t, t, null_t) + w (eps_theta(x_t, t, C) - eps_theta(x_t, t, null_t))
+    eps = eps_theta(x_t, t, null_i) + w (eps_theta(x_t, t, C) - eps_theta(x_t, t, null_i))
     x_{t-1} = DDIM(x_t, eps)                       (editing.diffusion.ddim.ddim_step)
     x*_{t-1} = LocalBlend(x_{t-1}, x*_{t-1})       (the controller's step hook)
 
 with the attention controller rewriting the edited branches' attention maps inside eps_theta.
+The edited branches' null*_i are the source's null_i (the reference code: one optimised null per
+step for every branch) unless `edit_uncond_embeddings` gives their own (e.g. the embedding of "":
+the null-text nulls then only keep the source branch on the image's trajectory).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from editing.models.diffusion_model import DiffusionModel
 
 
 def _uncond_per_step(
-    model: DiffusionModel, uncond_embeddings: Tensor | None, num_steps: int
+    model: DiffusionModel, uncond_embeddings: Tensor | None, num_steps: int, name: str = ""
 ) -> Tensor:
     """The unconditional embedding of every step: [N, L, D] (or [1, L, D] when constant)."""
     if uncond_embeddings is None:
@@ -38,9 +41,14 @@ def _uncond_per_step(
     if uncond_embeddings.dim() == 3 and uncond_embeddings.shape[0] in (1, num_steps):
         return uncond_embeddings
     raise ValueError(
-        f"uncond_embeddings must be [L, D] or [N, L, D] with N = {num_steps} sampling steps, "
+        f"{name}uncond_embeddings must be [L, D] or [N, L, D] with N = {num_steps} sampling steps, "
         f"got {tuple(uncond_embeddings.shape)}"
     )
+
+
+def _at(per_step: Tensor, i: int) -> Tensor:
+    """Step i's embedding [1, L, D] of a [N, L, D] or constant [1, L, D] table."""
+    return per_step[i if per_step.shape[0] > 1 else 0].unsqueeze(0)
 
 
 @torch.no_grad()
@@ -53,6 +61,7 @@ def p2p_sample(
     guidance_scale: float,
     uncond_embeddings: Tensor | None = None,
     generator: torch.Generator | None = None,
+    edit_uncond_embeddings: Tensor | None = None,
 ) -> Tensor:
     """Sample [source, edit_1, ..., edit_K] from one x_T with attention control.
 
@@ -68,11 +77,15 @@ def p2p_sample(
             inversion), [L, D] for all steps, or None for the embedding of "".
         generator: unused; deterministic DDIM (eta = 0) draws no noise. Kept so that callers
             need not change when stochastic sampling is added.
+        edit_uncond_embeddings: the edited branches' unconditional embeddings, in the same forms
+            as `uncond_embeddings` ([N, L, D], [L, D]; one for every edit); None: the source's
+            `uncond_embeddings` at every step (reference).
 
     Returns:
         [P, C, h, w] the final samples x_0 (latents; not decoded), row 0 the source.
 
-    UNet batch per step: [uncond x P; cond x P] (one call), the layout the controllers expect.
+    UNet batch per step i: [null_i, null*_i x K; cond x P] (one call), the layout the
+    controllers expect.
     """
     del generator
     controller = controller if controller is not None else AttentionController()
@@ -85,17 +98,26 @@ def p2p_sample(
     if x_T.dim() != 4 or x_T.shape[0] != 1:
         raise ValueError(f"x_T must be [1, C, h, w], got {tuple(x_T.shape)}")
 
-    # 1. Text embeddings, once: C for every prompt [P, L, D], null_t for every step [N or 1, L, D].
+    # 1. Text embeddings, once: C for every prompt [P, L, D]; per step [N or 1, L, D] the source's
+    #    null_i and the edits' null*_i (the source's unless given).
     cond = model.encode_prompt(list(prompts))
     uncond = _uncond_per_step(model, uncond_embeddings, num_steps).to(cond)
-    embeddings = [torch.cat([u.expand_as(cond), cond]) for u in uncond]  # [2P, L, D] each
+    edit_uncond = (
+        uncond
+        if edit_uncond_embeddings is None
+        else _uncond_per_step(model, edit_uncond_embeddings, num_steps, "edit_").to(cond)
+    )
+    embeddings = [  # [2P, L, D] per step: [null_i, null*_i x K; C, C*_1 .. C*_K]
+        torch.cat([_at(uncond, i), _at(edit_uncond, i).expand(num_prompts - 1, -1, -1), cond])
+        for i in range(max(len(uncond), len(edit_uncond)))
+    ]
 
     # 2. Every branch starts from the same x_T.
     x = x_T.expand(num_prompts, *x_T.shape[1:]).clone()
     controller.reset()
 
     def eps_fn(x: Tensor, t: Tensor, i: int) -> Tensor:
-        # 4. One UNet call for [uncond x P; cond x P], then classifier-free guidance.
+        # 4. One UNet call for [null_i, null*_i x K; C x P], then classifier-free guidance.
         emb = embeddings[i if len(embeddings) > 1 else 0]
         eps_u, eps_c = model.eps(torch.cat([x, x]), t, emb).chunk(2)
         return classifier_free_guidance(eps_u, eps_c, guidance_scale)

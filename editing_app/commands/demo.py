@@ -103,6 +103,9 @@ def plan(
                 # coarse and lower thresholds let the edit leak into the background.
                 f"method.blend_resolution={0.5 if base_model == 'demo' else 1.0}",
                 f"method.blend_threshold={0.5 if base_model == 'demo' else 0.3}",
+                # The optimised nulls keep the source branch on the photo; the edit is guided
+                # with the "" null (shared nulls deform it on the demo model: docs/methods.md).
+                "method.edit_null=empty",
             ],
         ),
         (

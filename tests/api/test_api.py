@@ -137,6 +137,7 @@ def test_the_artifact_in_memory_gives_what_edit_py_gives_from_its_files(example,
             "method.blend_words=auto",
             "method.blend_resolution=0.5",
             "method.blend_threshold=0.5",
+            "method.edit_null=empty",
         ],
     )
     assert len(from_files) == len(to_blue.images)

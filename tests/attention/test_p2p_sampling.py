@@ -345,3 +345,38 @@ def test_local_blend_reads_the_edited_maps_by_default(model):
     assert torch.equal(out_edited, out_own)
     with pytest.raises(UserInputError, match="maps"):
         LocalBlend([SOURCE, EDIT], model.tokenizer, ("red", "blue"), maps="after")
+
+
+def test_each_branch_gets_its_own_null_embedding_at_every_step(model, monkeypatch):
+    """UNet batch of step i: [null_i (source), null*_i for every edit; C, C*...]. Without
+    `edit_uncond_embeddings` every edit gets the source's null_i (reference); with it, its own."""
+    prompts = [SOURCE, EDIT, "a green cat on a table"]
+    empty = model.encode_prompt([""])[0]
+    nulls = torch.stack([empty + 0.01 * (i + 1) for i in range(STEPS)])  # distinct per step
+    edit_nulls = torch.stack([empty - 0.02 * (i + 1) for i in range(STEPS)])
+    cond = model.encode_prompt(prompts)
+    seen = []
+    original = model.eps
+    monkeypatch.setattr(
+        model, "eps", lambda x, t, emb: seen.append(emb.clone()) or original(x, t, emb)
+    )
+
+    shared = sample(model, prompts, None, uncond_embeddings=nulls)
+    assert len(seen) == STEPS
+    for i, emb in enumerate(seen):
+        assert torch.equal(emb, torch.cat([nulls[i].expand(3, -1, -1), cond]))
+
+    seen.clear()
+    own = sample(model, prompts, None, uncond_embeddings=nulls, edit_uncond_embeddings=edit_nulls)
+    for i, emb in enumerate(seen):
+        assert torch.equal(emb[0], nulls[i])
+        assert torch.equal(emb[1:3], edit_nulls[i].expand(2, -1, -1))
+        assert torch.equal(emb[3:], cond)
+    # The source branch does not depend on the edits' nulls; the edits do.
+    assert torch.equal(own[0], shared[0]) and not torch.equal(own[1:], shared[1:])
+
+    seen.clear()
+    sample(model, prompts, None, uncond_embeddings=nulls, edit_uncond_embeddings=empty)
+    assert all(torch.equal(emb[1:3], empty.expand(2, -1, -1)) for emb in seen)
+    with pytest.raises(ValueError, match="edit_uncond_embeddings"):
+        sample(model, prompts, None, uncond_embeddings=nulls, edit_uncond_embeddings=nulls[:2])

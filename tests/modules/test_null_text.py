@@ -327,3 +327,41 @@ def test_optimisation_free_inversions_with_local_blend(image_path, tiny_v_model,
     results = editor(tiny_v_model, inputs)
     assert len(results) == 2 and all(r.image.shape == (3, 32, 32) for r in results)
     assert all(torch.isfinite(r.image).all() for r in results)
+
+
+def test_edit_null_empty_guides_only_the_edits_with_the_empty_embedding(
+    image_path, tiny_model, monkeypatch
+):
+    """edit_null=empty: the edits' unconditional rows are the embedding of "" at every step, the
+    source row keeps the inversion's (here negative-prompt: the source embedding); the source
+    branch (the reconstruction) is bit-identical to edit_null=shared, the edit is not. For a
+    ddim inversion (whose null is "") both settings are the same edit."""
+    import editing.editors.null_text_p2p as p2p
+    from editing.editors.null_text_p2p import NullTextP2PEditor
+
+    inputs = Inputs(
+        image=load_image(image_path, 32), source_prompt=SOURCE, target_prompt="a blue circle"
+    )
+    calls = []
+    original = p2p.p2p_sample
+    monkeypatch.setattr(p2p, "p2p_sample", lambda *a, **k: calls.append(k) or original(*a, **k))
+    out = {}
+    for inversion in ("negative_prompt", "ddim"):
+        for edit_null in ("shared", "empty"):
+            editor = NullTextP2PEditor(
+                inversion=inversion, num_inference_steps=4, blend_words=None, edit_null=edit_null
+            )
+            results = editor(tiny_model, inputs)
+            assert results[0].params["edit_null"] == edit_null
+            out[inversion, edit_null] = [r.image for r in results]
+    kwargs = [c["edit_uncond_embeddings"] for c in calls]
+    assert len(kwargs) == 4 and kwargs[3] is not None
+    assert kwargs[0] is None and kwargs[2] is None
+    assert torch.equal(kwargs[1], tiny_model.encode_prompt([""]))
+    edit_s, recon_s = out["negative_prompt", "shared"]
+    edit_e, recon_e = out["negative_prompt", "empty"]
+    assert torch.equal(recon_e, recon_s) and not torch.equal(edit_e, edit_s)
+    for a, b in zip(out["ddim", "shared"], out["ddim", "empty"]):
+        assert torch.equal(a, b)
+    with pytest.raises(UserInputError, match="edit_null"):
+        NullTextP2PEditor(edit_null="source")
