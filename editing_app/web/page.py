@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from editing.errors import UserInputError
 from editing_app import api
 from editing_app.web.jobs import Cancelled, device_lock
-from editing_app.web.methods import METHOD_LABELS, MethodPlan, method_plan
+from editing_app.web.methods import METHOD_LABELS, MethodPlan, method_plan, offered_methods
 from editing_app.web.session import SessionStore, slider_settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ def build_page(
     latent = model.diffusion.is_latent
     plans = {family: method_plan(family, base_model, latent) for family in METHOD_LABELS.values()}
     defaults = _method_defaults(plans)
+    labels = offered_methods(plans, model.diffusion)  # what this model runs, by label
+    first = "Direct Inversion" if "Direct Inversion" in labels else next(iter(labels))
     device = str(model.device)
     queue = {"concurrency_id": f"device-{device}", "concurrency_limit": 1}
 
@@ -140,9 +142,7 @@ def build_page(
                             elem_id="mask-file",
                         )
                     )
-                method = gr.Radio(
-                    list(METHOD_LABELS), value="Direct Inversion", label="Method", elem_id="method"
-                )
+                method = gr.Radio(list(labels), value=first, label="Method", elem_id="method")
                 source = gr.Textbox(
                     label="Source prompt (the photo's caption)",
                     value=EXAMPLE_SOURCE if base_model == "demo" else "",
@@ -158,13 +158,13 @@ def build_page(
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="status")
-                with gr.Group(visible=False) as imagic_box:
+                with gr.Group(visible=labels[first] == "imagic") as imagic_box:
                     eta = gr.Slider(0, 2, value=defaults["eta"], step=0.05, label="Imagic eta")
                     seeds = gr.Textbox(value=defaults["seeds"], label="Imagic seeds (0,1,...)")
                     imagic_guidance = gr.Slider(
                         1, 15, value=defaults["imagic_guidance"], step=0.5, label="Imagic guidance"
                     )
-                with gr.Group(visible=True) as di_box:
+                with gr.Group(visible=labels[first] == "direct_inversion") as di_box:
                     noise_lambda = gr.Slider(
                         0,
                         1,
@@ -186,7 +186,7 @@ def build_page(
                         step=1,
                         label="Direct Inversion sampling steps",
                     )
-                with gr.Group(visible=False) as p2p_box:
+                with gr.Group(visible=labels[first] == "null_text_p2p") as p2p_box:
                     cross = gr.Slider(
                         0,
                         1,
@@ -203,7 +203,7 @@ def build_page(
                     )
                     reweight_word = gr.Textbox(label="Reweight word (a word of the target prompt)")
                     reweight_factor = gr.Slider(-2, 5, value=1, step=0.1, label="Reweight factor")
-                with gr.Group(visible=False) as blended_box:
+                with gr.Group(visible=labels[first] == "blended") as blended_box:
                     candidates = gr.Slider(  # pixel Blended Diffusion's default is 64 (P)
                         1,
                         max(defaults["candidates"], 16),
@@ -236,7 +236,7 @@ def build_page(
         boxes = [imagic_box, di_box, p2p_box, blended_box]
 
         def show(label: str) -> list[Any]:
-            family = METHOD_LABELS.get(label)
+            family = labels.get(label)
             return [gr.update(visible=family == name) for name in BOX_FAMILIES]
 
         method.change(show, method, boxes, queue=False)
@@ -282,10 +282,10 @@ def build_page(
             progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress idiom)
         ) -> tuple[Any, ...]:
             session = sessions.get(request.session_hash)
-            family = METHOD_LABELS.get(method_label)
+            family = labels.get(method_label)
             try:
                 if family is None:
-                    raise UserInputError(f"choose a method: {', '.join(METHOD_LABELS)}")
+                    raise UserInputError(f"choose a method: {', '.join(labels)}")
                 plan = plans[family]
                 if photo_path is None:
                     raise UserInputError("upload a photo first")

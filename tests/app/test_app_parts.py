@@ -332,3 +332,21 @@ def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
         settings_of(session_dir=str(root / "notes.txt"))
     with pytest.raises(UserInputError, match="which the app did not write"):
         settings_of(session_dir=str(tmp_path))  # holds sessions/: a folder of the user's
+
+
+def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model):
+    """SDXL: no Null-text + Prompt-to-Prompt (edit.py refuses it there); Blended is the latent one.
+    A pixel text model: every method."""
+    from editing_app import api
+    from editing_app.web.methods import METHOD_LABELS, method_plan, offered_methods
+
+    def offered(model, base_model):
+        latent = model.is_latent
+        plans = {f: method_plan(f, base_model, latent) for f in METHOD_LABELS.values()}
+        return offered_methods(plans, model), plans
+
+    labels, plans = offered(tiny_sdxl_model, "sdxl")
+    assert list(labels) == ["Direct Inversion", "Imagic", "Blended Diffusion"]
+    assert plans[labels["Blended Diffusion"]].method == "blended_latent"
+    demo = api.load_model("demo", device="cpu").diffusion
+    assert offered(demo, "demo")[0] == METHOD_LABELS
