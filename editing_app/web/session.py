@@ -2,8 +2,10 @@
 
 Invert (or fine-tune) once, edit many times: the first edit of a method on a photo runs the
 method's training stage (Imagic's embedding + fine-tune, null-text inversion) through
-`editing_app.api.train` into the session folder and keeps the loaded artifacts in memory, keyed by
-everything they depend on (stage, photo content, the prompt the stage reads, seed). Every later
+`editing_app.api.train` into the session folder and keeps the loaded artifact in memory, keyed by
+everything it depends on (stage, photo content, the prompt the stage reads, seed): the latest one
+per stage only (a new photo, prompt or seed replaces it in memory; its files stay on disk for
+edit.py, so a full fine-tune does not pile up gigabytes per session). Every later
 edit with other slider values edits from them (`api.edit(..., artifact=...)`). Direct Inversion's
 DDIM inversion is its content-keyed cache file (`editing.inversion.cache`) in the session folder,
 so a later edit reuses it too. Each edit is saved as edit.py saves it (`<folder>/edits/NNN-<method>/`:
@@ -148,7 +150,7 @@ class Session:
         self.max_bytes = max_bytes
         self.cancel = threading.Event()
         self.photo: Path | None = None
-        self.trained: dict[tuple, api.TrainedArtifacts] = {}
+        self.trained: dict[str, tuple[tuple, api.TrainedArtifacts]] = {}  # stage: (key, artifact)
         self.edits = _edits_on_disk(folder / "edits")  # a session back from eviction goes on
         self.offered: list[Path] = []  # the artifact files the page offers for download now
 
@@ -246,13 +248,15 @@ class Session:
             return None, False, 0.0
         prompt = source_prompt if plan.method == "null_text_p2p" else target_prompt
         key = (plan.stage, repr(plan.stage_settings), photo.name, prompt, int(seed))
-        if key in self.trained:
-            return self.trained[key], False, 0.0
+        held = self.trained.get(plan.stage)
+        if held is not None and held[0] == key:
+            return held[1], False, 0.0
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
         folder = self.folder / "artifacts" / f"{plan.stage}-{digest}"
         if folder.exists():
             shutil.rmtree(folder)
         start = time.perf_counter()
+        self.trained.pop(plan.stage, None)  # freed before the new one is trained
         try:
             artifact = api.train(
                 model,
@@ -268,7 +272,7 @@ class Session:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self.trained[key] = artifact
+        self.trained[plan.stage] = (key, artifact)  # the stage's previous artifact is dropped
         return artifact, True, time.perf_counter() - start
 
 

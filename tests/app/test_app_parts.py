@@ -350,3 +350,17 @@ def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model):
     assert plans[labels["Blended Diffusion"]].method == "blended_latent"
     demo = api.load_model("demo", device="cpu").diffusion
     assert offered(demo, "demo")[0] == METHOD_LABELS
+
+
+def test_a_session_holds_only_the_latest_artifact_of_a_stage(session, demo_model):
+    """A new seed trains again and replaces the stage's artifact in memory; both stay on disk."""
+    plan = quick_imagic()
+    kwargs = dict(source_prompt="", target_prompt=SQUARE, settings={"seeds": [0]})
+    first = session.run(demo_model, plan, seed=0, **kwargs)
+    second = session.run(demo_model, plan, seed=1, **kwargs)
+    assert first.trained and second.trained
+    assert list(session.trained) == [plan.stage]
+    key, artifact = session.trained[plan.stage]
+    assert key[-1] == 1 and sorted(artifact.paths) == sorted(second.artifacts)
+    assert all(p.is_file() for p in first.artifacts + second.artifacts)
+    assert {p.parent for p in first.artifacts} != {p.parent for p in second.artifacts}
