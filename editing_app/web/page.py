@@ -13,7 +13,10 @@ Every control and what it sets:
   when they change), and Details (times, reuse).
 
 A bad input or failure is one line in the Status box, never a traceback. Jobs queue on one
-concurrency group per device (one at a time); Cancel runs outside the queue.
+concurrency group per device (one at a time); each Run or slider release first enqueues the job's
+cancel token outside the queue (`Session.enqueue`), and Cancel, outside the queue too, sets the
+tokens of the session's queued and running jobs. Only the methods the model runs are offered
+(`methods.offered_methods`); Gradio's stored uploads are swept (`UPLOAD_CACHE_CLEANUP`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from editing_app import api
 from editing_app.web.jobs import Cancelled, device_lock
 from editing_app.web.methods import METHOD_LABELS, MethodPlan, method_plan, offered_methods
 from editing_app.web.session import SessionStore, slider_settings
+from editing_app.web.settings import UPLOAD_CACHE_CLEANUP
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +107,11 @@ def build_page(
     device = str(model.device)
     queue = {"concurrency_id": f"device-{device}", "concurrency_limit": 1}
 
-    with gr.Blocks(title="Diffusion image editing", analytics_enabled=False) as page:
+    with gr.Blocks(
+        title="Diffusion image editing",
+        analytics_enabled=False,
+        delete_cache=UPLOAD_CACHE_CLEANUP,
+    ) as page:
         gr.Markdown(
             f"## Text-driven editing of a photo\nBase model **{base_model}** on {device}. "
             "Upload a photo, choose a method, type the prompts and press **Run**: the method "
@@ -283,64 +291,70 @@ def build_page(
         ) -> tuple[Any, ...]:
             session = sessions.get(request.session_hash)
             family = labels.get(method_label)
-            try:
-                if family is None:
-                    raise UserInputError(f"choose a method: {', '.join(labels)}")
-                plan = plans[family]
-                if photo_path is None:
-                    raise UserInputError("upload a photo first")
-                session.set_photo(photo_path)
-                layers = (mask_value or {}).get("layers") if isinstance(mask_value, dict) else None
-                mask = (
-                    session.mask(mask_path, layers) if plan.method.startswith("blended") else None
-                )
-                if plan.method.startswith("blended") and mask is None:
-                    raise UserInputError(
-                        "Blended Diffusion edits inside a mask: paint or upload one"
+            with session.job() as token:  # the token enqueued with this job
+                try:
+                    if family is None:
+                        raise UserInputError(f"choose a method: {', '.join(labels)}")
+                    plan = plans[family]
+                    if photo_path is None:
+                        raise UserInputError("upload a photo first")
+                    session.set_photo(photo_path)
+                    layers = (
+                        (mask_value or {}).get("layers") if isinstance(mask_value, dict) else None
                     )
-                values = {
-                    "eta": eta_value,
-                    "seeds": seeds_text,
-                    "imagic_guidance": imagic_guidance_value,
-                    "noise_lambda": lambda_value,
-                    "di_guidance": di_guidance_value,
-                    "cross_replace": cross_value,
-                    "self_replace": self_value,
-                    "reweight_word": word,
-                    "reweight_factor": factor,
-                    "candidates": candidates_value,
-                }
-                settings = slider_settings(plan.method, values)
-                if plan.method == "direct_inversion":
-                    settings["num_inference_steps"] = int(di_steps_value)
-
-                def report(stage: str, done: int, total: int | None) -> None:
-                    if stage == "edit":
-                        progress(None, desc="editing")
-                    elif total:
-                        progress((done, total), desc=stage, unit="steps")
-
-                with device_lock(device):
-                    started = time.time()
-                    record = session.run(
-                        model,
-                        plan,
-                        source_prompt=source_prompt or "",
-                        target_prompt=target_prompt or "",
-                        seed=int(seed_value or 0),
-                        settings=settings,
-                        mask=mask,
-                        report=report,
+                    mask = (
+                        session.mask(mask_path, layers)
+                        if plan.method.startswith("blended")
+                        else None
                     )
-                    finished = time.time()
-            except Cancelled:
-                return _status_only("cancelled: nothing was kept of the training run")
-            except UserInputError as err:
-                return _status_only(f"error: {err}")
-            except Exception as err:  # one line on the page, the traceback in the server log
-                log.exception("edit failed")
-                line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                return _status_only(f"error: {type(err).__name__}: {line}")
+                    if plan.method.startswith("blended") and mask is None:
+                        raise UserInputError(
+                            "Blended Diffusion edits inside a mask: paint or upload one"
+                        )
+                    values = {
+                        "eta": eta_value,
+                        "seeds": seeds_text,
+                        "imagic_guidance": imagic_guidance_value,
+                        "noise_lambda": lambda_value,
+                        "di_guidance": di_guidance_value,
+                        "cross_replace": cross_value,
+                        "self_replace": self_value,
+                        "reweight_word": word,
+                        "reweight_factor": factor,
+                        "candidates": candidates_value,
+                    }
+                    settings = slider_settings(plan.method, values)
+                    if plan.method == "direct_inversion":
+                        settings["num_inference_steps"] = int(di_steps_value)
+
+                    def report(stage: str, done: int, total: int | None) -> None:
+                        if stage == "edit":
+                            progress(None, desc="editing")
+                        elif total:
+                            progress((done, total), desc=stage, unit="steps")
+
+                    with device_lock(device):
+                        started = time.time()
+                        record = session.run(
+                            model,
+                            plan,
+                            source_prompt=source_prompt or "",
+                            target_prompt=target_prompt or "",
+                            seed=int(seed_value or 0),
+                            settings=settings,
+                            mask=mask,
+                            report=report,
+                            token=token,
+                        )
+                        finished = time.time()
+                except Cancelled as err:  # before the start, or during the training stage
+                    return _status_only(f"cancelled: {err}")
+                except UserInputError as err:
+                    return _status_only(f"error: {err}")
+                except Exception as err:  # one line on the page, the traceback in the server log
+                    log.exception("edit failed")
+                    line = str(err).splitlines()[0] if str(err) else type(err).__name__
+                    return _status_only(f"error: {type(err).__name__}: {line}")
             out = record.folder
             samples = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
             shown = [(str(out / "grid.png"), "grid")] + [
@@ -392,7 +406,17 @@ def build_page(
             candidates,
         ]
         outputs = [result, gallery, downloads, artifact_files, status, details]
-        run.click(edit, inputs, outputs, api_name="run", **queue)
+
+        def on_enqueue(request: gr.Request) -> None:
+            # Outside the queue, as the job is enqueued: its cancel token (see Session.job).
+            sessions.get(request.session_hash).enqueue()
+
+        def submit(event: Any, api_name: str | bool) -> None:
+            event(on_enqueue, None, None, queue=False, api_name=False).then(
+                edit, inputs, outputs, api_name=api_name, **queue
+            )
+
+        submit(run.click, "run")
         for slider in (
             eta,
             imagic_guidance,
@@ -404,11 +428,11 @@ def build_page(
             reweight_factor,
             candidates,
         ):
-            slider.release(edit, inputs, outputs, api_name=False, **queue)
+            submit(slider.release, False)
 
         def on_cancel(request: gr.Request) -> str:
-            sessions.get(request.session_hash).cancel.set()
-            return "cancelling at the next training step..."
+            sessions.get(request.session_hash).cancel()
+            return "cancelling: a queued job ends when it starts, a training stage at its next step"
 
         cancel.click(on_cancel, None, status, queue=False, api_name="cancel")
     return page

@@ -22,6 +22,12 @@ MEGABYTE = 1024 * 1024
 SESSION_KEY_LENGTH = 16
 """Hex digits of a session folder's name (`editing_app.web.session.session_key`)."""
 
+UPLOAD_CACHE_CLEANUP = (3600, 86400)
+"""(every, older than), in seconds: Gradio's upload folder (`.uploads/` of the session root) is
+swept every hour of the files it stored more than a day ago (`gr.Blocks(delete_cache=...)`; it is
+emptied when the server stops). The app copies each upload into the session folder at once, so
+only a page left open for a day needs its photo uploaded again."""
+
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, `localhost`)."""

@@ -206,7 +206,7 @@ def test_cancel_ends_the_training_run_and_keeps_nothing(session, demo_model):
     def report(stage, done, total):
         seen.append((stage, done))
         if done == 2:  # Cancel pressed during the embedding stage
-            session.cancel.set()
+            session.cancel()
 
     with pytest.raises(Cancelled):
         session.run(
@@ -334,10 +334,9 @@ def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
         settings_of(session_dir=str(tmp_path))  # holds sessions/: a folder of the user's
 
 
-def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model):
+def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model, demo_model):
     """SDXL: no Null-text + Prompt-to-Prompt (edit.py refuses it there); Blended is the latent one.
     A pixel text model: every method."""
-    from editing_app import api
     from editing_app.web.methods import METHOD_LABELS, method_plan, offered_methods
 
     def offered(model, base_model):
@@ -348,8 +347,7 @@ def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model):
     labels, plans = offered(tiny_sdxl_model, "sdxl")
     assert list(labels) == ["Direct Inversion", "Imagic", "Blended Diffusion"]
     assert plans[labels["Blended Diffusion"]].method == "blended_latent"
-    demo = api.load_model("demo", device="cpu").diffusion
-    assert offered(demo, "demo")[0] == METHOD_LABELS
+    assert offered(demo_model.diffusion, "demo")[0] == METHOD_LABELS
 
 
 def test_a_session_holds_only_the_latest_artifact_of_a_stage(session, demo_model):
@@ -364,3 +362,38 @@ def test_a_session_holds_only_the_latest_artifact_of_a_stage(session, demo_model
     assert key[-1] == 1 and sorted(artifact.paths) == sorted(second.artifacts)
     assert all(p.is_file() for p in first.artifacts + second.artifacts)
     assert {p.parent for p in first.artifacts} != {p.parent for p in second.artifacts}
+
+
+def test_cancel_pressed_while_a_job_is_queued_cancels_that_job(session, demo_model):
+    """A token per job, set by Cancel before the job starts: the job ends at once, training
+    nothing; a job enqueued after the Cancel runs."""
+    from editing_app.web.session import Cancelled
+
+    plan = quick_imagic()
+    kwargs = dict(source_prompt="", target_prompt=SQUARE, seed=0, settings={"seeds": [0]})
+    session.enqueue()
+    session.cancel()  # pressed while the job waits in the queue
+    later = session.enqueue()  # a job enqueued after the Cancel
+    reports = []
+    with pytest.raises(Cancelled, match="before it started"):
+        session.run(demo_model, plan, report=lambda *r: reports.append(r), **kwargs)
+    assert reports == [] and not session.trained and not (session.folder / "artifacts").exists()
+    assert not later.is_set()
+    record = session.run(demo_model, plan, **kwargs)
+    assert record.trained and list(session.trained) == [plan.stage]
+
+
+def test_the_page_sweeps_gradios_upload_cache_and_queues_a_token_per_job(tmp_path, demo_model):
+    """The Blocks deletes Gradio's stored uploads older than a day, hourly; Run and every slider
+    first enqueue the job's cancel token outside the queue, then run the edit in the queue."""
+    from editing_app.web.page import build_page
+    from editing_app.web.session import SessionStore
+
+    page = build_page(demo_model, "demo", SessionStore(tmp_path, tmp_path / ".uploads", 1 << 20, 2))
+    assert page.delete_cache == (3600, 86400)
+    fns = [block_fn for block_fn in page.fns.values()]
+    enqueue = [f for f in fns if f.name == "on_enqueue"]
+    edits = [f for f in fns if f.name == "edit"]
+    assert len(enqueue) == len(edits) == 10  # Run and nine sliders
+    assert not any(f.queue for f in enqueue) and all(f.queue for f in edits)
+    assert [f.api_name for f in edits].count("run") == 1
