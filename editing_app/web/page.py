@@ -89,6 +89,15 @@ def _path_only(component: gr.Image) -> gr.Image:
     return component
 
 
+def error_line(err: BaseException) -> str:
+    """The Status line of a failure: a `UserInputError` whole, its lines joined into one; any
+    other error as its type and the first line of its message (the traceback goes to the log)."""
+    if isinstance(err, UserInputError):
+        return "error: " + " ".join(str(err).split())
+    line = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"error: {type(err).__name__}: {line}"
+
+
 def _status_only(message: str) -> tuple[Any, ...]:
     """The outputs of an edit that ended early: the message, every other output unchanged."""
     return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
@@ -254,7 +263,7 @@ def build_page(
             try:
                 session.set_photo(photo_path)
             except UserInputError as err:
-                return gr.update(value=None), f"error: {err}"
+                return gr.update(value=None), error_line(err)
             shown = session.photo_preview()
             value = (
                 None
@@ -350,11 +359,10 @@ def build_page(
                 except Cancelled as err:  # before the start, or during the training stage
                     return _status_only(f"cancelled: {err}")
                 except UserInputError as err:
-                    return _status_only(f"error: {err}")
+                    return _status_only(error_line(err))
                 except Exception as err:  # one line on the page, the traceback in the server log
                     log.exception("edit failed")
-                    line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                    return _status_only(f"error: {type(err).__name__}: {line}")
+                    return _status_only(error_line(err))
             out = record.folder
             samples = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
             shown = [(str(out / "grid.png"), "grid")] + [

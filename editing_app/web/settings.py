@@ -148,10 +148,11 @@ class AppSettings:
         """The line printed at start: where it listens and whether it asks for a password."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         where = f"http://{shown}:{self.port}"
-        if is_loopback(self.host):
-            access = "loopback only (this machine)"
-        else:
-            access = f"reachable from the network; password required ({len(self.auth)} user(s))"
-        if self.auth and is_loopback(self.host):
-            access += "; password required"
+        access = (
+            "loopback only (this machine)"
+            if is_loopback(self.host)
+            else "reachable from the network"
+        )
+        if self.auth:
+            access += f"; password required ({len(self.auth)} user(s) from app.auth)"
         return f"serving on {where}: {access}; session files under {self.session_dir}"

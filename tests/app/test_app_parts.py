@@ -397,3 +397,25 @@ def test_the_page_sweeps_gradios_upload_cache_and_queues_a_token_per_job(tmp_pat
     assert len(enqueue) == len(edits) == 10  # Run and nine sliders
     assert not any(f.queue for f in enqueue) and all(f.queue for f in edits)
     assert [f.api_name for f in edits].count("run") == 1
+
+
+def test_the_start_says_password_required_once_and_errors_are_one_status_line(monkeypatch, caplog):
+    import logging
+
+    import editing_app.commands.app as app_command
+    import editing_app.web.server as server
+    from editing_app.web.page import error_line
+
+    settings = settings_of(host="0.0.0.0", auth="me:secret")
+    monkeypatch.setattr(app_command, "build", lambda cfg, base_model: (None, settings))
+    monkeypatch.setattr(server, "serve", lambda page, s, block=True: (None, "url", None))
+    with caplog.at_level(logging.INFO, logger="app"):
+        app_command.start(None, "demo", block=False)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "app")
+    assert text.count("password required") == 1 and "1 user(s)" in text
+    assert error_line(UserInputError("seeds 'a' must be\n  whole numbers\n")) == (
+        "error: seeds 'a' must be whole numbers"
+    )
+    assert error_line(RuntimeError("CUDA out of memory\nTried to allocate")) == (
+        "error: RuntimeError: CUDA out of memory"
+    )
