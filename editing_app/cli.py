@@ -30,6 +30,16 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", message=message)
 
 
+def quiet_pixel_limit_warning() -> None:
+    """Silence PIL's warning about an image over the pixel limit, once for the process: such an
+    image is refused with the project's one line (`editing.io.images.read_header`), which the
+    warning would only repeat. (Not part of `quiet_warnings`, which a fit applies inside
+    `warnings.catch_warnings` while the web server keeps that warning an error.)"""
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def check_group_choices(config_dir: Path, argv: list[str]) -> None:
     """Refuse an unknown config-group choice (stage=foo) in one line, before Hydra starts.
 
@@ -82,6 +92,7 @@ def _quiet_libraries(record: logging.LogRecord) -> bool:
 
 def configure_logging(level: int = logging.INFO) -> None:
     quiet_warnings()
+    quiet_pixel_limit_warning()
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_libraries)

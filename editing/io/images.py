@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import warnings
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +81,12 @@ def read_header(path: str | Path, what: str = "image") -> Image.Image:
     """Open `path` lazily (its header only) and apply the size limits; nothing is decoded.
 
     The project's limit (`MAX_PIXELS`, 2^28) is the only one: PIL's own decompression-bomb guard is
-    set to it (PIL warns above its limit, which this check handles, and refuses above twice it).
+    set to it, and the header's width x height is compared with it here, before anything is
+    decoded. No warnings filter is changed (a filter is global to the process, so changing it here
+    would race with other threads decoding images, e.g. the web app's): PIL's guard raises above
+    twice the limit, and above the limit it warns, which is an error where the process made it one
+    (the web server does, for the images Gradio decodes itself; the command line silences it,
+    `editing_app.cli.quiet_pixel_limit_warning`) and otherwise a warning before this refusal.
     """
     path = Path(path)
     if path.is_dir():
@@ -93,13 +98,15 @@ def read_header(path: str | Path, what: str = "image") -> Image.Image:
     too_large = f"downscale it to at most {MAX_PIXELS} pixels (2^28)"
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+        img = Image.open(path)
     except Image.DecompressionBombError:
         raise UserInputError(
             f"{what} {path} has more than {2 * MAX_PIXELS} pixels; {too_large}"
         ) from None
+    except Image.DecompressionBombWarning as warning:  # a filter of the process made it an error
+        counted = re.search(r"\((\d+) pixels\)", str(warning))
+        pixels = counted.group(1) if counted else f"more than {MAX_PIXELS}"
+        raise UserInputError(f"{what} {path} has {pixels} pixels; {too_large}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(
             f"cannot read {what} {path}: {err}. Give a PNG or JPEG file."
@@ -119,9 +126,7 @@ def read_header(path: str | Path, what: str = "image") -> Image.Image:
 def _open(path: str | Path, what: str) -> Image.Image:
     img = read_header(path, what)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img.load()
+        img.load()  # within the limit: PIL's guard does not fire
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise UserInputError(
             f"cannot read {what} {path}: {err}. Give a PNG or JPEG file."

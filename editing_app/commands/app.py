@@ -88,9 +88,7 @@ def start(
     from editing_app.web.server import serve
 
     page, settings = build(cfg, base_model)
-    log.info("%s", settings.describe())
-    if settings.auth:
-        log.info("password required: %d user(s) from app.auth", len(settings.auth))
+    log.info("%s", settings.describe())  # where it listens, and whether a password is required
     _, url, _ = serve(page, settings, block=block)
     return page, settings, url
 

@@ -3,8 +3,9 @@
 The page queues every job (train, edit) on one Gradio concurrency group per device (limit 1), and
 `device_lock` holds the device for the job's whole run as well, so two sessions never share a
 UNet at the same time. A training stage reports its step count through `StageReporter`, a
-Lightning callback given to `editing_app.api.train`; setting the session's cancel event makes the
-callback raise `Cancelled` at the next step, which ends the fit without an artifact.
+Lightning callback given to `editing_app.api.train`; setting the job's cancel token
+(`editing_app.web.session.Session.job`) makes the callback raise `Cancelled` at the next step,
+which ends the fit without an artifact.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def device_lock(device: str) -> threading.Lock:
 
 
 class Cancelled(Exception):
-    """The user pressed Cancel during a training stage."""
+    """The user pressed Cancel before the job started or during its training stage (the message
+    says which, as the page shows it after `cancelled: `)."""
 
 
 def _reporter_base():
@@ -47,7 +49,7 @@ class StageReporter(_reporter_base()):
 
     def _check(self) -> None:
         if self.cancel.is_set():
-            raise Cancelled("cancelled")
+            raise Cancelled("nothing was kept of the training run")
 
     def on_train_start(self, trainer, pl_module) -> None:
         from callbacks.progress import stage_total_batches

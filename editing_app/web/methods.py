@@ -6,6 +6,11 @@ inversion with LocalBlend on 16x16 maps, Direct Inversion inverted with the capt
 steps, pixel Blended Diffusion with text conditioning and a dilated mask. On any other model the
 configs' defaults hold (`stage=imagic`, `configs/method/*.yaml`), and Blended runs as Blended
 Latent Diffusion on latent models. The sliders of the page override the edit settings.
+
+The page offers only the methods the loaded model runs (`offered_methods`): the check is edit.py's
+own (`editing.editors.apply.check_conditioning`, on the editor class with the plan's settings), so
+on SDXL Null-text + Prompt-to-Prompt is not offered, and on an unconditional model no method that
+conditions on text is.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import Any
 
 import yaml
 
-__all__ = ["METHOD_LABELS", "MethodPlan", "method_plan"]
+from editing.errors import UserInputError
+
+__all__ = ["METHOD_LABELS", "MethodPlan", "method_plan", "offered_methods"]
 
 METHOD_LABELS: dict[str, str] = {
     "Direct Inversion": "direct_inversion",
@@ -104,3 +111,39 @@ def method_plan(family: str, base_model: str, latent: bool) -> MethodPlan:
     if family == "blended":
         return MethodPlan("blended", edit_settings={"text_condition": True})
     return MethodPlan(family, _STAGE_OF.get(family))
+
+
+class _PlannedEditor:
+    """An editor class seen with a plan's edit settings (what `check_conditioning` reads of an
+    editor: its class attributes, `text_condition` as the plan sets it), without building it."""
+
+    def __init__(self, cls: type, settings: dict[str, Any]) -> None:
+        self._cls = cls
+        self._settings = settings
+        self.name = settings.get("name", getattr(cls, "name", cls.__name__))
+
+    def __getattr__(self, key: str) -> Any:
+        if key in self._settings:
+            return self._settings[key]
+        return getattr(self._cls, key)
+
+
+def offered_methods(plans: dict[str, MethodPlan], model: Any) -> dict[str, str]:
+    """The entries of `METHOD_LABELS` whose plan (`plans`, by family) runs on `model` (a
+    `DiffusionModel`): those `check_conditioning` does not refuse, in the labels' order."""
+    import hydra.utils
+
+    from editing.editors.apply import check_conditioning
+    from editing_app.configs import compose_config
+
+    offered = {}
+    for label, family in METHOD_LABELS.items():
+        plan = plans[family]
+        target = compose_config("edit", [f"method={plan.method}"]).method._target_
+        editor = _PlannedEditor(hydra.utils.get_class(target), plan.edit_settings)
+        try:
+            check_conditioning(editor, model)
+        except UserInputError:
+            continue
+        offered[label] = family
+    return offered

@@ -13,7 +13,10 @@ Every control and what it sets:
   when they change), and Details (times, reuse).
 
 A bad input or failure is one line in the Status box, never a traceback. Jobs queue on one
-concurrency group per device (one at a time); Cancel runs outside the queue.
+concurrency group per device (one at a time); each Run or slider release first enqueues the job's
+cancel token outside the queue (`Session.enqueue`), and Cancel, outside the queue too, sets the
+tokens of the session's queued and running jobs. Only the methods the model runs are offered
+(`methods.offered_methods`); Gradio's stored uploads are swept (`UPLOAD_CACHE_CLEANUP`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from omegaconf import OmegaConf
 from editing.errors import UserInputError
 from editing_app import api
 from editing_app.web.jobs import Cancelled, device_lock
-from editing_app.web.methods import METHOD_LABELS, MethodPlan, method_plan
+from editing_app.web.methods import METHOD_LABELS, MethodPlan, method_plan, offered_methods
 from editing_app.web.session import SessionStore, slider_settings
+from editing_app.web.settings import UPLOAD_CACHE_CLEANUP
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,15 @@ def _path_only(component: gr.Image) -> gr.Image:
     return component
 
 
+def error_line(err: BaseException) -> str:
+    """The Status line of a failure: a `UserInputError` whole, its lines joined into one; any
+    other error as its type and the first line of its message (the traceback goes to the log)."""
+    if isinstance(err, UserInputError):
+        return "error: " + " ".join(str(err).split())
+    line = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"error: {type(err).__name__}: {line}"
+
+
 def _status_only(message: str) -> tuple[Any, ...]:
     """The outputs of an edit that ended early: the message, every other output unchanged."""
     return gr.update(), gr.update(), gr.update(), gr.update(), message, gr.update()
@@ -98,10 +111,16 @@ def build_page(
     latent = model.diffusion.is_latent
     plans = {family: method_plan(family, base_model, latent) for family in METHOD_LABELS.values()}
     defaults = _method_defaults(plans)
+    labels = offered_methods(plans, model.diffusion)  # what this model runs, by label
+    first = "Direct Inversion" if "Direct Inversion" in labels else next(iter(labels))
     device = str(model.device)
     queue = {"concurrency_id": f"device-{device}", "concurrency_limit": 1}
 
-    with gr.Blocks(title="Diffusion image editing", analytics_enabled=False) as page:
+    with gr.Blocks(
+        title="Diffusion image editing",
+        analytics_enabled=False,
+        delete_cache=UPLOAD_CACHE_CLEANUP,
+    ) as page:
         gr.Markdown(
             f"## Text-driven editing of a photo\nBase model **{base_model}** on {device}. "
             "Upload a photo, choose a method, type the prompts and press **Run**: the method "
@@ -140,9 +159,7 @@ def build_page(
                             elem_id="mask-file",
                         )
                     )
-                method = gr.Radio(
-                    list(METHOD_LABELS), value="Direct Inversion", label="Method", elem_id="method"
-                )
+                method = gr.Radio(list(labels), value=first, label="Method", elem_id="method")
                 source = gr.Textbox(
                     label="Source prompt (the photo's caption)",
                     value=EXAMPLE_SOURCE if base_model == "demo" else "",
@@ -158,13 +175,13 @@ def build_page(
                     run = gr.Button("Run", variant="primary", elem_id="run")
                     cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
                 status = gr.Textbox(label="Status", interactive=False, lines=2, elem_id="status")
-                with gr.Group(visible=False) as imagic_box:
+                with gr.Group(visible=labels[first] == "imagic") as imagic_box:
                     eta = gr.Slider(0, 2, value=defaults["eta"], step=0.05, label="Imagic eta")
                     seeds = gr.Textbox(value=defaults["seeds"], label="Imagic seeds (0,1,...)")
                     imagic_guidance = gr.Slider(
                         1, 15, value=defaults["imagic_guidance"], step=0.5, label="Imagic guidance"
                     )
-                with gr.Group(visible=True) as di_box:
+                with gr.Group(visible=labels[first] == "direct_inversion") as di_box:
                     noise_lambda = gr.Slider(
                         0,
                         1,
@@ -186,7 +203,7 @@ def build_page(
                         step=1,
                         label="Direct Inversion sampling steps",
                     )
-                with gr.Group(visible=False) as p2p_box:
+                with gr.Group(visible=labels[first] == "null_text_p2p") as p2p_box:
                     cross = gr.Slider(
                         0,
                         1,
@@ -203,7 +220,7 @@ def build_page(
                     )
                     reweight_word = gr.Textbox(label="Reweight word (a word of the target prompt)")
                     reweight_factor = gr.Slider(-2, 5, value=1, step=0.1, label="Reweight factor")
-                with gr.Group(visible=False) as blended_box:
+                with gr.Group(visible=labels[first] == "blended") as blended_box:
                     candidates = gr.Slider(  # pixel Blended Diffusion's default is 64 (P)
                         1,
                         max(defaults["candidates"], 16),
@@ -236,7 +253,7 @@ def build_page(
         boxes = [imagic_box, di_box, p2p_box, blended_box]
 
         def show(label: str) -> list[Any]:
-            family = METHOD_LABELS.get(label)
+            family = labels.get(label)
             return [gr.update(visible=family == name) for name in BOX_FAMILIES]
 
         method.change(show, method, boxes, queue=False)
@@ -246,7 +263,7 @@ def build_page(
             try:
                 session.set_photo(photo_path)
             except UserInputError as err:
-                return gr.update(value=None), f"error: {err}"
+                return gr.update(value=None), error_line(err)
             shown = session.photo_preview()
             value = (
                 None
@@ -282,65 +299,70 @@ def build_page(
             progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's progress idiom)
         ) -> tuple[Any, ...]:
             session = sessions.get(request.session_hash)
-            family = METHOD_LABELS.get(method_label)
-            try:
-                if family is None:
-                    raise UserInputError(f"choose a method: {', '.join(METHOD_LABELS)}")
-                plan = plans[family]
-                if photo_path is None:
-                    raise UserInputError("upload a photo first")
-                session.set_photo(photo_path)
-                layers = (mask_value or {}).get("layers") if isinstance(mask_value, dict) else None
-                mask = (
-                    session.mask(mask_path, layers) if plan.method.startswith("blended") else None
-                )
-                if plan.method.startswith("blended") and mask is None:
-                    raise UserInputError(
-                        "Blended Diffusion edits inside a mask: paint or upload one"
+            family = labels.get(method_label)
+            with session.job() as token:  # the token enqueued with this job
+                try:
+                    if family is None:
+                        raise UserInputError(f"choose a method: {', '.join(labels)}")
+                    plan = plans[family]
+                    if photo_path is None:
+                        raise UserInputError("upload a photo first")
+                    session.set_photo(photo_path)
+                    layers = (
+                        (mask_value or {}).get("layers") if isinstance(mask_value, dict) else None
                     )
-                values = {
-                    "eta": eta_value,
-                    "seeds": seeds_text,
-                    "imagic_guidance": imagic_guidance_value,
-                    "noise_lambda": lambda_value,
-                    "di_guidance": di_guidance_value,
-                    "cross_replace": cross_value,
-                    "self_replace": self_value,
-                    "reweight_word": word,
-                    "reweight_factor": factor,
-                    "candidates": candidates_value,
-                }
-                settings = slider_settings(plan.method, values)
-                if plan.method == "direct_inversion":
-                    settings["num_inference_steps"] = int(di_steps_value)
-
-                def report(stage: str, done: int, total: int | None) -> None:
-                    if stage == "edit":
-                        progress(None, desc="editing")
-                    elif total:
-                        progress((done, total), desc=stage, unit="steps")
-
-                with device_lock(device):
-                    started = time.time()
-                    record = session.run(
-                        model,
-                        plan,
-                        source_prompt=source_prompt or "",
-                        target_prompt=target_prompt or "",
-                        seed=int(seed_value or 0),
-                        settings=settings,
-                        mask=mask,
-                        report=report,
+                    mask = (
+                        session.mask(mask_path, layers)
+                        if plan.method.startswith("blended")
+                        else None
                     )
-                    finished = time.time()
-            except Cancelled:
-                return _status_only("cancelled: nothing was kept of the training run")
-            except UserInputError as err:
-                return _status_only(f"error: {err}")
-            except Exception as err:  # one line on the page, the traceback in the server log
-                log.exception("edit failed")
-                line = str(err).splitlines()[0] if str(err) else type(err).__name__
-                return _status_only(f"error: {type(err).__name__}: {line}")
+                    if plan.method.startswith("blended") and mask is None:
+                        raise UserInputError(
+                            "Blended Diffusion edits inside a mask: paint or upload one"
+                        )
+                    values = {
+                        "eta": eta_value,
+                        "seeds": seeds_text,
+                        "imagic_guidance": imagic_guidance_value,
+                        "noise_lambda": lambda_value,
+                        "di_guidance": di_guidance_value,
+                        "cross_replace": cross_value,
+                        "self_replace": self_value,
+                        "reweight_word": word,
+                        "reweight_factor": factor,
+                        "candidates": candidates_value,
+                    }
+                    settings = slider_settings(plan.method, values)
+                    if plan.method == "direct_inversion":
+                        settings["num_inference_steps"] = int(di_steps_value)
+
+                    def report(stage: str, done: int, total: int | None) -> None:
+                        if stage == "edit":
+                            progress(None, desc="editing")
+                        elif total:
+                            progress((done, total), desc=stage, unit="steps")
+
+                    with device_lock(device):
+                        started = time.time()
+                        record = session.run(
+                            model,
+                            plan,
+                            source_prompt=source_prompt or "",
+                            target_prompt=target_prompt or "",
+                            seed=int(seed_value or 0),
+                            settings=settings,
+                            mask=mask,
+                            report=report,
+                            token=token,
+                        )
+                        finished = time.time()
+                except Cancelled as err:  # before the start, or during the training stage
+                    return _status_only(f"cancelled: {err}")
+                except UserInputError as err:
+                    return _status_only(error_line(err))
+                except Exception as err:  # one line on the page, the traceback in the server log
+                    log.exception("edit failed")
+                    return _status_only(error_line(err))
             out = record.folder
             samples = sorted((out / "samples").glob("*.png")) if (out / "samples").is_dir() else []
             shown = [(str(out / "grid.png"), "grid")] + [
@@ -392,7 +414,17 @@ def build_page(
             candidates,
         ]
         outputs = [result, gallery, downloads, artifact_files, status, details]
-        run.click(edit, inputs, outputs, api_name="run", **queue)
+
+        def on_enqueue(request: gr.Request) -> None:
+            # Outside the queue, as the job is enqueued: its cancel token (see Session.job).
+            sessions.get(request.session_hash).enqueue()
+
+        def submit(event: Any, api_name: str | bool) -> None:
+            event(on_enqueue, None, None, queue=False, api_name=False).then(
+                edit, inputs, outputs, api_name=api_name, **queue
+            )
+
+        submit(run.click, "run")
         for slider in (
             eta,
             imagic_guidance,
@@ -404,11 +436,11 @@ def build_page(
             reweight_factor,
             candidates,
         ):
-            slider.release(edit, inputs, outputs, api_name=False, **queue)
+            submit(slider.release, False)
 
         def on_cancel(request: gr.Request) -> str:
-            sessions.get(request.session_hash).cancel.set()
-            return "cancelling at the next training step..."
+            sessions.get(request.session_hash).cancel()
+            return "cancelling: a queued job ends when it starts, a training stage at its next step"
 
         cancel.click(on_cancel, None, status, queue=False, api_name="cancel")
     return page

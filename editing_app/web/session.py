@@ -2,13 +2,23 @@
 
 Invert (or fine-tune) once, edit many times: the first edit of a method on a photo runs the
 method's training stage (Imagic's embedding + fine-tune, null-text inversion) through
-`editing_app.api.train` into the session folder and keeps the loaded artifacts in memory, keyed by
-everything they depend on (stage, photo content, the prompt the stage reads, seed). Every later
+`editing_app.api.train` into the session folder and keeps the loaded artifact in memory, keyed by
+everything it depends on (stage, photo content, the prompt the stage reads, seed): the latest one
+per stage only (a new photo, prompt or seed replaces it in memory; its files stay on disk for
+edit.py, so a full fine-tune does not pile up gigabytes per session). Every later
 edit with other slider values edits from them (`api.edit(..., artifact=...)`). Direct Inversion's
 DDIM inversion is its content-keyed cache file (`editing.inversion.cache`) in the session folder,
 so a later edit reuses it too. Each edit is saved as edit.py saves it (`<folder>/edits/NNN-<method>/`:
 edit.png with its metadata, samples/, grid.png, config.yaml), and the artifacts lie in their own
 folders, so `edit.py checkpoint_dir=<that folder>` edits from them later.
+
+Cancel reaches every job of the session that is queued or running when it is pressed: each job
+gets its own token (`threading.Event`) when it is enqueued (`Session.enqueue`, run outside the
+queue as the button is pressed), takes the oldest queued one when it starts (`Session.job`), and
+ends at once, before any work, when its token is already set; a running training stage stops at
+its next step. The session's jobs start in the order they were enqueued (one queue per device),
+and every token queued before a Cancel is set by it, so a job enqueued after a Cancel is not
+cancelled by it.
 
 Nothing outside the session folder is read or written: uploads are copied in first
 (`editing_app.web.uploads`).
@@ -20,8 +30,9 @@ import hashlib
 import shutil
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,9 +157,11 @@ class Session:
         self.folder = folder
         self.upload_root = upload_root
         self.max_bytes = max_bytes
-        self.cancel = threading.Event()
+        self._queued: deque[threading.Event] = deque()  # the tokens of queued jobs, oldest first
+        self._running: set[threading.Event] = set()
+        self._jobs_lock = threading.Lock()
         self.photo: Path | None = None
-        self.trained: dict[tuple, api.TrainedArtifacts] = {}
+        self.trained: dict[str, tuple[tuple, api.TrainedArtifacts]] = {}  # stage: (key, artifact)
         self.edits = _edits_on_disk(folder / "edits")  # a session back from eviction goes on
         self.offered: list[Path] = []  # the artifact files the page offers for download now
 
@@ -171,6 +184,33 @@ class Session:
     def _accept(self, upload: str | Path, what: str) -> Path:
         return accept_upload(upload, what, self.upload_root, self.folder / "inputs", self.max_bytes)
 
+    # ------------------------------------------------------------------------------ jobs
+    def enqueue(self) -> threading.Event:
+        """A new job's cancel token, taken by the next job that starts (`job`)."""
+        token = threading.Event()
+        with self._jobs_lock:
+            self._queued.append(token)
+        return token
+
+    @contextmanager
+    def job(self) -> Iterator[threading.Event]:
+        """A starting job's token: the oldest queued one (a fresh one when none was enqueued, e.g.
+        a call of the HTTP API), held as running until the job ends."""
+        with self._jobs_lock:
+            token = self._queued.popleft() if self._queued else threading.Event()
+            self._running.add(token)
+        try:
+            yield token
+        finally:
+            with self._jobs_lock:
+                self._running.discard(token)
+
+    def cancel(self) -> None:
+        """Cancel every job of the session queued or running now."""
+        with self._jobs_lock:
+            for token in (*self._queued, *self._running):
+                token.set()
+
     # ----------------------------------------------------------------------------- edits
     def run(
         self,
@@ -183,20 +223,38 @@ class Session:
         settings: Mapping[str, Any],
         mask: Path | None = None,
         report: Report | None = None,
+        token: threading.Event | None = None,
     ) -> EditRecord:
         """Train the plan's stage unless this session holds its artifact, then edit.
 
+        token: this job's cancel token (`job`); None: the job takes one itself.
+
         Raises:
             UserInputError: no photo, a bad prompt or setting (the message names it).
-            Cancelled: Cancel was pressed during the training stage (nothing is kept of it).
+            Cancelled: Cancel was pressed before the job started, or during the training stage
+                (nothing is kept of it).
         """
+        if token is None:
+            with self.job() as token:
+                return self.run(
+                    model,
+                    plan,
+                    source_prompt=source_prompt,
+                    target_prompt=target_prompt,
+                    seed=seed,
+                    settings=settings,
+                    mask=mask,
+                    report=report,
+                    token=token,
+                )
+        if token.is_set():
+            raise Cancelled("the job was cancelled before it started")
         photo = self.photo  # this run's photo, whatever is uploaded meanwhile
         if photo is None:
             raise UserInputError("upload a photo first")
-        self.cancel.clear()
         report = report or (lambda stage, done, total: None)
         artifact, trained, train_seconds = self._artifact(
-            model, plan, photo, source_prompt, target_prompt, seed, report
+            model, plan, photo, source_prompt, target_prompt, seed, report, token
         )
         edit_settings = {**plan.edit_settings, **settings}
         checkpoint_dir = None
@@ -240,19 +298,22 @@ class Session:
         target_prompt: str,
         seed: int,
         report: Report,
+        token: threading.Event,
     ) -> tuple[api.TrainedArtifacts | None, bool, float]:
         """(the plan's stage artifact, whether it was trained now, seconds) or (None, False, 0)."""
         if plan.stage is None:
             return None, False, 0.0
         prompt = source_prompt if plan.method == "null_text_p2p" else target_prompt
         key = (plan.stage, repr(plan.stage_settings), photo.name, prompt, int(seed))
-        if key in self.trained:
-            return self.trained[key], False, 0.0
+        held = self.trained.get(plan.stage)
+        if held is not None and held[0] == key:
+            return held[1], False, 0.0
         digest = hashlib.sha256(repr(key).encode()).hexdigest()[:12]
         folder = self.folder / "artifacts" / f"{plan.stage}-{digest}"
         if folder.exists():
             shutil.rmtree(folder)
         start = time.perf_counter()
+        self.trained.pop(plan.stage, None)  # freed before the new one is trained
         try:
             artifact = api.train(
                 model,
@@ -262,13 +323,13 @@ class Session:
                 target_prompt=target_prompt if plan.method != "null_text_p2p" else "",
                 seed=seed,
                 output_dir=folder,
-                callbacks=[StageReporter(report, self.cancel)],
+                callbacks=[StageReporter(report, token)],
                 **plan.stage_settings,
             )
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        self.trained[key] = artifact
+        self.trained[plan.stage] = (key, artifact)  # the stage's previous artifact is dropped
         return artifact, True, time.perf_counter() - start
 
 

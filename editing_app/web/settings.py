@@ -22,6 +22,12 @@ MEGABYTE = 1024 * 1024
 SESSION_KEY_LENGTH = 16
 """Hex digits of a session folder's name (`editing_app.web.session.session_key`)."""
 
+UPLOAD_CACHE_CLEANUP = (3600, 86400)
+"""(every, older than), in seconds: Gradio's upload folder (`.uploads/` of the session root) is
+swept every hour of the files it stored more than a day ago (`gr.Blocks(delete_cache=...)`; it is
+emptied when the server stops). The app copies each upload into the session folder at once, so
+only a page left open for a day needs its photo uploaded again."""
+
 
 def is_loopback(host: str) -> bool:
     """True for addresses only this machine can reach (127.0.0.0/8, ::1, `localhost`)."""
@@ -142,10 +148,11 @@ class AppSettings:
         """The line printed at start: where it listens and whether it asks for a password."""
         shown = f"[{self.host}]" if ":" in self.host else self.host
         where = f"http://{shown}:{self.port}"
-        if is_loopback(self.host):
-            access = "loopback only (this machine)"
-        else:
-            access = f"reachable from the network; password required ({len(self.auth)} user(s))"
-        if self.auth and is_loopback(self.host):
-            access += "; password required"
+        access = (
+            "loopback only (this machine)"
+            if is_loopback(self.host)
+            else "reachable from the network"
+        )
+        if self.auth:
+            access += f"; password required ({len(self.auth)} user(s) from app.auth)"
         return f"serving on {where}: {access}; session files under {self.session_dir}"

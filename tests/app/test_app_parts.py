@@ -206,7 +206,7 @@ def test_cancel_ends_the_training_run_and_keeps_nothing(session, demo_model):
     def report(stage, done, total):
         seen.append((stage, done))
         if done == 2:  # Cancel pressed during the embedding stage
-            session.cancel.set()
+            session.cancel()
 
     with pytest.raises(Cancelled):
         session.run(
@@ -332,3 +332,90 @@ def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
         settings_of(session_dir=str(root / "notes.txt"))
     with pytest.raises(UserInputError, match="which the app did not write"):
         settings_of(session_dir=str(tmp_path))  # holds sessions/: a folder of the user's
+
+
+def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model, demo_model):
+    """SDXL: no Null-text + Prompt-to-Prompt (edit.py refuses it there); Blended is the latent one.
+    A pixel text model: every method."""
+    from editing_app.web.methods import METHOD_LABELS, method_plan, offered_methods
+
+    def offered(model, base_model):
+        latent = model.is_latent
+        plans = {f: method_plan(f, base_model, latent) for f in METHOD_LABELS.values()}
+        return offered_methods(plans, model), plans
+
+    labels, plans = offered(tiny_sdxl_model, "sdxl")
+    assert list(labels) == ["Direct Inversion", "Imagic", "Blended Diffusion"]
+    assert plans[labels["Blended Diffusion"]].method == "blended_latent"
+    assert offered(demo_model.diffusion, "demo")[0] == METHOD_LABELS
+
+
+def test_a_session_holds_only_the_latest_artifact_of_a_stage(session, demo_model):
+    """A new seed trains again and replaces the stage's artifact in memory; both stay on disk."""
+    plan = quick_imagic()
+    kwargs = dict(source_prompt="", target_prompt=SQUARE, settings={"seeds": [0]})
+    first = session.run(demo_model, plan, seed=0, **kwargs)
+    second = session.run(demo_model, plan, seed=1, **kwargs)
+    assert first.trained and second.trained
+    assert list(session.trained) == [plan.stage]
+    key, artifact = session.trained[plan.stage]
+    assert key[-1] == 1 and sorted(artifact.paths) == sorted(second.artifacts)
+    assert all(p.is_file() for p in first.artifacts + second.artifacts)
+    assert {p.parent for p in first.artifacts} != {p.parent for p in second.artifacts}
+
+
+def test_cancel_pressed_while_a_job_is_queued_cancels_that_job(session, demo_model):
+    """A token per job, set by Cancel before the job starts: the job ends at once, training
+    nothing; a job enqueued after the Cancel runs."""
+    from editing_app.web.session import Cancelled
+
+    plan = quick_imagic()
+    kwargs = dict(source_prompt="", target_prompt=SQUARE, seed=0, settings={"seeds": [0]})
+    session.enqueue()
+    session.cancel()  # pressed while the job waits in the queue
+    later = session.enqueue()  # a job enqueued after the Cancel
+    reports = []
+    with pytest.raises(Cancelled, match="before it started"):
+        session.run(demo_model, plan, report=lambda *r: reports.append(r), **kwargs)
+    assert reports == [] and not session.trained and not (session.folder / "artifacts").exists()
+    assert not later.is_set()
+    record = session.run(demo_model, plan, **kwargs)
+    assert record.trained and list(session.trained) == [plan.stage]
+
+
+def test_the_page_sweeps_gradios_upload_cache_and_queues_a_token_per_job(tmp_path, demo_model):
+    """The Blocks deletes Gradio's stored uploads older than a day, hourly; Run and every slider
+    first enqueue the job's cancel token outside the queue, then run the edit in the queue."""
+    from editing_app.web.page import build_page
+    from editing_app.web.session import SessionStore
+
+    page = build_page(demo_model, "demo", SessionStore(tmp_path, tmp_path / ".uploads", 1 << 20, 2))
+    assert page.delete_cache == (3600, 86400)
+    fns = [block_fn for block_fn in page.fns.values()]
+    enqueue = [f for f in fns if f.name == "on_enqueue"]
+    edits = [f for f in fns if f.name == "edit"]
+    assert len(enqueue) == len(edits) == 10  # Run and nine sliders
+    assert not any(f.queue for f in enqueue) and all(f.queue for f in edits)
+    assert [f.api_name for f in edits].count("run") == 1
+
+
+def test_the_start_says_password_required_once_and_errors_are_one_status_line(monkeypatch, caplog):
+    import logging
+
+    import editing_app.commands.app as app_command
+    import editing_app.web.server as server
+    from editing_app.web.page import error_line
+
+    settings = settings_of(host="0.0.0.0", auth="me:secret")
+    monkeypatch.setattr(app_command, "build", lambda cfg, base_model: (None, settings))
+    monkeypatch.setattr(server, "serve", lambda page, s, block=True: (None, "url", None))
+    with caplog.at_level(logging.INFO, logger="app"):
+        app_command.start(None, "demo", block=False)
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name == "app")
+    assert text.count("password required") == 1 and "1 user(s)" in text
+    assert error_line(UserInputError("seeds 'a' must be\n  whole numbers\n")) == (
+        "error: seeds 'a' must be whole numbers"
+    )
+    assert error_line(RuntimeError("CUDA out of memory\nTried to allocate")) == (
+        "error: RuntimeError: CUDA out of memory"
+    )

@@ -166,3 +166,58 @@ def test_a_pil_image_is_preprocessed_like_its_file(tmp_path):
         load_image(Image.new("RGB", (4, 30)), 32)
     with pytest.raises(UserInputError, match="give a mask of the image's size"):
         load_mask(Image.new("L", (10, 10)), from_pil, 32)
+
+
+def test_the_pixel_limit_is_checked_from_the_header_without_touching_warning_filters(
+    tmp_path, monkeypatch
+):
+    """Two threads read over-limit headers at once under the web server's filter (PIL's warning
+    an error): both are refused in one line, nothing is decoded, and the filter stays first the
+    whole time, so a third thread decoding an image meanwhile keeps PIL's guard."""
+    import threading
+    import warnings
+
+    from PIL import ImageFile
+
+    from editing.io import images
+
+    over = _png(tmp_path / "over.png", 17, 15790321)  # 2^28 + 1 pixels: PIL warns
+    far = _png(tmp_path / "far.png", 30000, 30000)  # over twice the limit: PIL raises
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self))
+    opened = Image.open
+    barrier = threading.Barrier(2)
+    guard_first = []  # whether the server's filter was in effect as each header was read
+
+    def spying_open(*args, **kwargs):
+        guard_first.append(warnings.filters[0] is guard)
+        barrier.wait(timeout=10)  # both threads inside the header read together
+        return opened(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", spying_open)
+    errors = {}
+
+    def read(name, path):
+        try:
+            images.read_header(path, "photo")
+        except UserInputError as err:
+            errors[name] = str(err)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        guard = warnings.filters[0]
+        threads = [threading.Thread(target=read, args=a) for a in (("over", over), ("far", far))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert warnings.filters[0] is guard
+    assert guard_first == [True, True]
+    assert errors["over"] == (
+        f"photo {over} has 268435457 pixels; downscale it to at most 268435456 pixels (2^28)"
+    )
+    assert errors["far"] == (
+        f"photo {far} has more than 536870912 pixels; downscale it to at most 268435456 pixels "
+        "(2^28)"
+    )
+    assert decoded == []
