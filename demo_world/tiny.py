@@ -31,6 +31,23 @@ def sd_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
     )
 
 
+def tiny_vae(resolution: int, scaling_factor: float = 0.18215) -> AutoencoderKL:
+    """A random 4-channel VAE with a downsampling factor of 4 (three levels), drawn from the
+    current RNG; `scaling_factor` as the family's real VAE (SD 0.18215, SDXL 0.13025)."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=resolution,
+        scaling_factor=scaling_factor,
+    )
+
+
 def tiny_components(
     seed: int = 0,
     resolution: int = 32,
@@ -63,17 +80,7 @@ def tiny_components(
         channels = 3
         factor = 1
         if latent:
-            vae = AutoencoderKL(
-                in_channels=3,
-                out_channels=3,
-                down_block_types=("DownEncoderBlock2D",) * 3,
-                up_block_types=("UpDecoderBlock2D",) * 3,
-                block_out_channels=(16, 32, 32),
-                layers_per_block=1,
-                latent_channels=4,
-                norm_num_groups=8,
-                sample_size=resolution,
-            )
+            vae = tiny_vae(resolution)
             channels, factor = 4, 4
         unet = UNet2DConditionModel(
             sample_size=resolution // factor,

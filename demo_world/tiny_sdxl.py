@@ -10,10 +10,10 @@ weights are drawn from a fixed seed, so a training run and a later edit rebuild 
 from __future__ import annotations
 
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from demo_world.tiny import sd_scheduler
+from demo_world.tiny import sd_scheduler, tiny_vae
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.loading import set_vae_tiling, weights_dtype
 from editing.models.sdxl import SDXLModel
@@ -51,18 +51,7 @@ def tiny_sdxl_components(seed: int = 0, resolution: int = 32) -> dict:
         text_encoder_2 = CLIPTextModelWithProjection(
             _text_config(tokenizer_2, TEXT_DIMS[1], projection_dim=POOLED_DIM)
         )
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            block_out_channels=(16, 32, 32),
-            layers_per_block=1,
-            latent_channels=4,
-            norm_num_groups=8,
-            sample_size=resolution,
-            scaling_factor=0.13025,  # SDXL's VAE
-        )
+        vae = tiny_vae(resolution, scaling_factor=0.13025)  # SDXL's VAE factor
         unet = UNet2DConditionModel(
             sample_size=resolution // 4,
             in_channels=4,
