@@ -31,6 +31,23 @@ def sd_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
     )
 
 
+def tiny_text_config(tokenizer, width: int, **extra) -> CLIPTextConfig:
+    """A 2-layer, 4-head CLIP text encoder config of hidden size `width` over `tokenizer`'s
+    vocabulary and context length; `extra` (e.g. `projection_dim`) passes through."""
+    return CLIPTextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=tokenizer.model_max_length,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
 def tiny_vae(resolution: int, scaling_factor: float = 0.18215) -> AutoencoderKL:
     """A random 4-channel VAE with a downsampling factor of 4 (three levels), drawn from the
     current RNG; `scaling_factor` as the family's real VAE (SD 0.18215, SDXL 0.13025)."""
@@ -63,19 +80,7 @@ def tiny_components(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer = build_clip_tokenizer()
-        text_encoder = CLIPTextModel(
-            CLIPTextConfig(
-                vocab_size=len(tokenizer),
-                hidden_size=text_dim,
-                intermediate_size=2 * text_dim,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                max_position_embeddings=tokenizer.model_max_length,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        )
+        text_encoder = CLIPTextModel(tiny_text_config(tokenizer, text_dim))
         vae = None
         channels = 3
         factor = 1

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 from diffusers import UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-from demo_world.tiny import sd_scheduler, tiny_vae
+from demo_world.tiny import sd_scheduler, tiny_text_config, tiny_vae
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.loading import set_vae_tiling, weights_dtype
 from editing.models.sdxl import SDXLModel
@@ -26,30 +26,15 @@ TIME_EMBED_DIM = 8
 """Fourier features per time id (SDXL: 256); the UNet's added input is P + 6 x 8 = 80 wide."""
 
 
-def _text_config(tokenizer, width: int, **extra) -> CLIPTextConfig:
-    return CLIPTextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=tokenizer.model_max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **extra,
-    )
-
-
 def tiny_sdxl_components(seed: int = 0, resolution: int = 32) -> dict:
     """Random tiny SDXL components: unet, vae, text_encoder, text_encoder_2, tokenizer,
     tokenizer_2, scheduler (SDXL's betas: those of SD 1.x)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         tokenizer, tokenizer_2 = build_clip_tokenizer(), build_clip_tokenizer()
-        text_encoder = CLIPTextModel(_text_config(tokenizer, TEXT_DIMS[0]))
+        text_encoder = CLIPTextModel(tiny_text_config(tokenizer, TEXT_DIMS[0]))
         text_encoder_2 = CLIPTextModelWithProjection(
-            _text_config(tokenizer_2, TEXT_DIMS[1], projection_dim=POOLED_DIM)
+            tiny_text_config(tokenizer_2, TEXT_DIMS[1], projection_dim=POOLED_DIM)
         )
         vae = tiny_vae(resolution, scaling_factor=0.13025)  # SDXL's VAE factor
         unet = UNet2DConditionModel(
