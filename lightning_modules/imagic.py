@@ -24,6 +24,7 @@ from editing.diffusion.conditioning import expand_condition
 from editing.diffusion.objectives import denoising_loss
 from editing.editors.imagic import (
     Embedding,
+    ImagicEditor,
     artifact_embeddings,
     embedding,
     embedding_tensors,
@@ -173,7 +174,7 @@ class ImagicEmbedStage(_ImagicStage):
             [0.0, 1.0],
             [0],
             num_inference_steps,
-            7.5,
+            ImagicEditor.guidance_scale,
             size=self.inputs.image.size,
         )
         return [(f"eta={eta:g}", img) for eta, _, img in samples]
@@ -282,10 +283,10 @@ class ImagicFinetuneStage(UnetFinetune, _ImagicStage):
             self.model,
             self.target(),
             self.condition(),
-            [0.0, 0.7, 1.0],
+            [0.0, ImagicEditor.eta, 1.0],
             [0],
             num_inference_steps,
-            7.5,
+            ImagicEditor.guidance_scale,
             size=self.inputs.image.size,
         )
         return [(f"eta={eta:g}", img) for eta, _, img in samples]
