@@ -135,6 +135,28 @@ class PretrainDemoStage(PretrainStage):
         return [(p[:24], img) for p, img in zip(prompts, model.decode(x).clamp(-1, 1).cpu())]
 
 
+def demo_architecture(state_dict: dict[str, Tensor]) -> dict:
+    """The `build_demo_model` arguments of a `stage=pretrain_demo` checkpoint's weights: the
+    UNet's channels per level, the text encoder's width, depth and context length."""
+    prefix = "model.unet.down_blocks."
+    levels = sorted(
+        int(k[len(prefix) :].split(".")[0])
+        for k in state_dict
+        if k.startswith(prefix) and k.endswith(".resnets.0.conv2.weight")
+    )
+    channels = [int(state_dict[f"{prefix}{i}.resnets.0.conv2.weight"].shape[0]) for i in levels]
+    positions = state_dict["model.text_encoder.embeddings.position_embedding.weight"]
+    layers = {
+        k.split(".")[4] for k in state_dict if k.startswith("model.text_encoder.encoder.layers.")
+    }
+    return {
+        "block_out_channels": tuple(channels),
+        "text_width": int(positions.shape[1]),
+        "text_layers": len(layers),
+        "context_length": int(positions.shape[0]),
+    }
+
+
 def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
     """Write the EMA model of a `stage=pretrain_demo` Lightning checkpoint as a diffusers folder
     (`<output_dir>/model`): evaluate or ship an intermediate checkpoint.
@@ -150,7 +172,7 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         from editing.errors import UserInputError
 
         raise UserInputError(f"{checkpoint} has no state_dict: not a Lightning checkpoint")
-    stage = PretrainDemoStage(build_demo_model())
+    stage = PretrainDemoStage(build_demo_model(**demo_architecture(state["state_dict"])))
     stage.load_state_dict(state["state_dict"])
     return stage.export(output_dir)
 
