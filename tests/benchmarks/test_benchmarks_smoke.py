@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from benchmarks.common import Row
 
@@ -106,3 +107,47 @@ def test_memory_benchmark_reports_each_switch(tmp_path):
     _check(rows, {"memory null-text"})
     assert {r.setting for r in rows} == {"tiny none", "tiny checkpointing", "tiny half weights"}
     assert all(r.unit == "MB" and r.extra["peak"] == "rss" for r in rows)
+
+
+def test_a_memory_run_out_of_memory_is_a_row_without_a_figure(monkeypatch):
+    import subprocess
+
+    from benchmarks import memory
+
+    def out_of_memory(cmd, **kwargs):
+        stderr = "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate"
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=stderr)
+
+    monkeypatch.setattr(memory.subprocess, "run", out_of_memory)
+    argv = ["--device", "cpu", "--arch", "tiny", "--steps", "1", "--stages", "imagic embed"]
+    rows = memory.main(argv)
+    assert [r.setting for r in rows] == ["tiny none", "tiny checkpointing", "tiny half weights"]
+    assert all(math.isnan(r.peak_memory_mb) and r.extra["out_of_memory"] == "yes" for r in rows)
+
+    def crash(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ValueError: broken")
+
+    monkeypatch.setattr(memory.subprocess, "run", crash)
+    with pytest.raises(RuntimeError, match="ValueError: broken"):
+        memory.main(argv)
+
+
+def test_imagic_benchmark_stages_on_sdxl_run_their_named_modes(tmp_path):
+    # finetune-full is the full fine-tune on SDXL too, where stage.finetune_mode=auto is LoRA;
+    # the bare loop trains the embedding stage's e_opt and its pooled part.
+    from benchmarks import imagic
+
+    def run(stage: str, steps: int = 3):
+        return imagic.lightning_run("tiny_sdxl", "cpu", "32-true", stage, steps, tmp_path, None)[1]
+
+    embed = run("embed")
+    before = embed.e_opt_pooled.detach().clone(), embed.e_opt.detach().clone()
+    assert imagic.bare_run(embed, "cpu", "32-true", 4) > 0
+    assert not torch.equal(before[0], embed.e_opt_pooled) and not torch.equal(
+        before[1], embed.e_opt
+    )
+    full, lora = run("finetune-full"), run("finetune-lora")
+    assert (full.finetune_mode, lora.finetune_mode) == ("full", "lora")
+    assert all(p.requires_grad for p in full.model.unet.parameters())
+    trained = {n for n, p in lora.model.unet.named_parameters() if p.requires_grad}
+    assert trained and all("lora" in n for n in trained) and lora.lora["rank"] == 8
