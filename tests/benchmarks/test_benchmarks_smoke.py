@@ -151,3 +151,33 @@ def test_imagic_benchmark_stages_on_sdxl_run_their_named_modes(tmp_path):
     assert all(p.requires_grad for p in full.model.unet.parameters())
     trained = {n for n, p in lora.model.unet.named_parameters() if p.requires_grad}
     assert trained and all("lora" in n for n in trained) and lora.lora["rank"] == 8
+
+
+@pytest.mark.parametrize("arch", ["tiny", "tiny_sdxl"])
+def test_null_text_unet_calls_alone_are_the_inversions_calls(arch):
+    # steps pivot forwards, then per step: 1 conditional + inner[i] null forwards (with a
+    # backward) + 1 advance; on SDXL each call carries the pooled embedding and time ids.
+    from benchmarks.architectures import model_for
+    from benchmarks.null_text import random_image, run_unet_calls
+
+    model = model_for(arch)
+    z0 = model.encode_image(random_image(model.resolution).pixels)
+    calls = []
+
+    def record(module, args, kwargs):  # (a gradient to the null embedding, added inputs)
+        trained = torch.is_grad_enabled() and kwargs["encoder_hidden_states"].requires_grad
+        calls.append((trained, kwargs.get("added_cond_kwargs")))
+
+    handle = model.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        run_unet_calls(model, z0, 2, [2, 1], "cpu", "32-true")
+    finally:
+        handle.remove()
+    assert len(calls) == 2 + (1 + 2 + 1) + (1 + 1 + 1)
+    assert [grad for grad, _ in calls] == [False] * 3 + [True] * 2 + [False] * 2 + [True] + [False]
+    added = [a for _, a in calls]
+    if arch == "tiny_sdxl":
+        assert all(tuple(a["text_embeds"].shape) == (1, model.pooled_dim) for a in added)
+        assert all(a["time_ids"].tolist() == [[32.0, 32.0, 0.0, 0.0, 32.0, 32.0]] for a in added)
+    else:
+        assert added == [None] * len(calls)
