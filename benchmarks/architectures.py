@@ -160,7 +160,7 @@ def sdxl_model(
                         wide, MLP 5120) with its 1280-wide projection        694,659,840
                                                                     in all 3,468,837,867
 
-    parameters, those of the published checkpoint (counted on the meta device,
+    parameters (the published configs' sizes, counted on the meta device,
     `tests/benchmarks/test_sdxl_architecture.py`). The UNet and text encoders are stored in
     `dtype`, the VAE in `SDXL_VAE_DTYPE` (float32) as the model loader keeps it.
     `device="meta"` builds the modules without storage (shapes and counts only: in fp32 the
