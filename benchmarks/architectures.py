@@ -7,14 +7,59 @@ real costs without downloading anything.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from demo_world.tiny import sd_scheduler
 from demo_world.tokenizer_vocab import build_clip_tokenizer
 from editing.models.diffusion_model import DiffusionModel
+from editing.models.loading import weights_dtype
+from editing.models.sdxl import SDXL_VAE_DTYPE, SDXLModel
+
+
+def sd_vae(resolution: int, scaling_factor: float = 0.18215) -> AutoencoderKL:
+    """The KL autoencoder of Stable Diffusion 1.x/2.x and SDXL (84M; factor 8, 4 latent
+    channels): the families differ only in their latent `scaling_factor` (SD 0.18215, SDXL
+    0.13025) and the tile size `sample_size` (their native resolution)."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=resolution,
+        scaling_factor=scaling_factor,
+    )
+
+
+def clip_text_config(tokenizer, width: int, layers: int, heads: int, **extra) -> CLIPTextConfig:
+    """A CLIP text transformer over the 49408-token vocabulary and 77-token context: `layers`
+    blocks of `heads` heads, hidden size `width`, MLP 4 x `width`; `extra` (e.g. `hidden_act`,
+    `projection_dim`) passes through (default activation quick_gelu: OpenAI's CLIP)."""
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **extra,
+    )
+
+
+def clip_vit_l_text(tokenizer) -> CLIPTextModel:
+    """OpenAI CLIP ViT-L/14's text encoder (12 layers, 768 wide, 123M): SD 1.x's, and SDXL's
+    first."""
+    return CLIPTextModel(clip_text_config(tokenizer, 768, 12, 12))
 
 
 def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> DiffusionModel:
@@ -28,30 +73,9 @@ def sd15_model(resolution: int = 512, dtype: torch.dtype = torch.float32) -> Dif
         cross_attention_dim=768,
         attention_head_dim=8,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(128, 256, 512, 512),
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=resolution,
-    )
+    vae = sd_vae(resolution)
     tokenizer = build_clip_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
+    text_encoder = clip_vit_l_text(tokenizer)
     for part in (unet, vae, text_encoder):  # not the model: its schedule buffers stay fp32
         part.to(dtype)
     model = DiffusionModel(
@@ -80,46 +104,113 @@ def sd21_model(resolution: int = 768, dtype: torch.dtype = torch.float32) -> Dif
         attention_head_dim=(5, 10, 20, 20),
         use_linear_projection=True,
     )
-    base = sd15_model(resolution, dtype)  # VAE and tokenizer as SD 1.x
-    tokenizer = base.tokenizer
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=23,
-            num_attention_heads=16,
-            max_position_embeddings=77,
-            hidden_act="gelu",
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    for part in (unet, text_encoder):
+    vae = sd_vae(resolution)
+    tokenizer = build_clip_tokenizer()
+    text_encoder = CLIPTextModel(clip_text_config(tokenizer, 1024, 23, 16, hidden_act="gelu"))
+    for part in (unet, vae, text_encoder):
         part.to(dtype)
     model = DiffusionModel(
         unet,
         text_encoder,
         tokenizer,
         sd_scheduler("v_prediction"),
-        base.vae,
+        vae,
         name="sd21-random",
         resolution=resolution,
     )
     return model.freeze()
 
 
-ARCHS = ("tiny", "tiny_v", "tiny_pixel", "demo", "sd15", "sd21", "adm256")
-LATENT_ARCHS = ("tiny", "tiny_v", "demo", "sd15", "sd21")
-"""The `--arch` choices of the latent-model benchmarks (tiny_v: the tiny v-prediction model)."""
+def sdxl_unet(resolution: int = 1024) -> UNet2DConditionModel:
+    """SDXL 1.0 base's UNet (2.57B; its unet/config.json): three levels of 320, 640, 1280
+    channels, 2 ResNet blocks each, no attention at the first level, then 2 and 10 transformer
+    blocks per attention layer (10 in the middle block too), 64-wide heads (5, 10, 20 heads),
+    linear projections, cross-attention on the 2048-wide concatenated token embeddings, and the
+    "text_time" added embedding: the pooled embedding (1280) plus 6 time ids x 256 Fourier
+    features = 2816 inputs."""
+    return UNet2DConditionModel(
+        sample_size=resolution // 8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(320, 640, 1280),
+        layers_per_block=2,
+        transformer_layers_per_block=(1, 2, 10),
+        attention_head_dim=(5, 10, 20),
+        cross_attention_dim=2048,
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    )
+
+
+def sdxl_model(
+    resolution: int = 1024,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> SDXLModel:
+    """Stable Diffusion XL 1.0 base as an `SDXLModel` with random weights, at 1024 px:
+
+        unet            `sdxl_unet`                                        2,567,463,684
+        vae             SD's (`sd_vae`), latent factor 0.13025                83,653,863
+        text_encoder    CLIP ViT-L/14 (12 layers, 768 wide)                  123,060,480
+        text_encoder_2  OpenCLIP ViT-bigG/14 (32 layers of 20 heads, 1280
+                        wide, MLP 5120) with its 1280-wide projection        694,659,840
+                                                                    in all 3,468,837,867
+
+    parameters (the published configs' sizes, counted on the meta device,
+    `tests/benchmarks/test_sdxl_architecture.py`). The UNet and text encoders are stored in
+    `dtype`, the VAE in `SDXL_VAE_DTYPE` (float32) as the model loader keeps it.
+    `device="meta"` builds the modules without storage (shapes and counts only: in fp32 the
+    weights take 13.9 GB)."""
+    tokenizer, tokenizer_2 = build_clip_tokenizer(), build_clip_tokenizer()
+    where = torch.device(device) if device is not None else contextlib.nullcontext()
+    with where:
+        unet = sdxl_unet(resolution)
+        vae = sd_vae(resolution, scaling_factor=0.13025)
+        text_encoder = clip_vit_l_text(tokenizer)
+        text_encoder_2 = CLIPTextModelWithProjection(
+            clip_text_config(tokenizer_2, 1280, 32, 20, hidden_act="gelu", projection_dim=1280)
+        )
+    for part in (unet, text_encoder, text_encoder_2):  # the schedule buffers stay fp32
+        part.to(dtype)
+    vae.to(weights_dtype(SDXL_VAE_DTYPE))
+    model = SDXLModel(
+        unet,
+        text_encoder,
+        text_encoder_2,
+        tokenizer,
+        tokenizer_2,
+        sd_scheduler(),
+        vae,
+        name="sdxl-random",
+        resolution=resolution,
+    )
+    return model.freeze()
+
+
+ARCHS = ("tiny", "tiny_v", "tiny_pixel", "tiny_sdxl", "demo", "sd15", "sd21", "sdxl", "adm256")
+LATENT_ARCHS = ("tiny", "tiny_v", "tiny_sdxl", "demo", "sd15", "sd21", "sdxl")
+"""The `--arch` choices of the latent-model benchmarks (tiny_v: the tiny v-prediction model;
+tiny_sdxl: `demo_world.tiny_sdxl`, the reduced stand-in of sdxl)."""
 
 
 def model_for(
     arch: str, resolution: int | None = None, dtype: torch.dtype = torch.float32
 ) -> DiffusionModel:
     """One of `ARCHS` as a frozen model with random (or
-    shipped demo) weights. Pixel models: tiny_pixel, demo, adm256."""
+    shipped demo) weights. Pixel models: tiny_pixel, demo, adm256. `dtype` stores the UNet and
+    text encoders, and the VAE except on SDXL (`SDXL_VAE_DTYPE`)."""
+    if arch == "tiny_sdxl":
+        from demo_world.tiny_sdxl import build_tiny_sdxl
+
+        return build_tiny_sdxl(  # 32 px as configs/base_model/tiny_sdxl.yaml
+            resolution=resolution or 32,
+            dtype=str(dtype).removeprefix("torch."),
+            vae_dtype=SDXL_VAE_DTYPE,
+        )
     if arch in ("tiny", "tiny_v", "tiny_pixel"):
         from demo_world.tiny import build_tiny_model
 
@@ -138,6 +229,8 @@ def model_for(
         return sd15_model(resolution or 512, dtype)
     if arch == "sd21":
         return sd21_model(resolution or 768, dtype)
+    if arch == "sdxl":
+        return sdxl_model(resolution or 1024, dtype)
     if arch == "adm256":
         return adm256_model(resolution or 256)
     raise ValueError(f"unknown architecture {arch!r}")

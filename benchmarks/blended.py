@@ -2,20 +2,24 @@
 
     python -m benchmarks.blended                                # tiny models on CPU
     python -m benchmarks.blended --arch sd15 --device cuda      # SD 1.5 512 px + ADM 256 px (GPU)
+    python -m benchmarks.blended --arch sdxl --device cuda      # SDXL 1024 px, latent only (GPU)
     python -m benchmarks.blended --quick                        # smoke check (seconds)
 
 Everything runs through the editors `edit.py` runs (`BlendedLatentEditor`, `BlendedEditor`) on
 one random image with a centred square mask, after one short warm-up edit per model; seconds by
 wall clock with CUDA synchronised (median of `--repeat` calls for the batched runs):
-- Blended Latent Diffusion (`--arch`: tiny, or SD 1.5 at 512 px): `--latent-steps` DDIM steps
-  (50), `--candidates` K samples in one batch (4), strength 1 (every step runs; issue target on
-  one H100: < 3 s) and the public script's strength 0.75; then with CLIP ranking, the K-candidate
-  run against K single-candidate runs (seeds 0..K-1), each timed.
+- Blended Latent Diffusion (`--arch`: tiny, SD 1.5 at 512 px, SDXL at 1024 px, ...):
+  `--latent-steps` DDIM steps (50), `--candidates` K samples in one batch (4), strength 1 (every
+  step runs; issue target on one H100 at SD 1.5 512 px: < 3 s) and the public script's strength
+  0.75; then with CLIP ranking, the K-candidate run against K single-candidate runs (seeds
+  0..K-1), each timed.
 - pixel Blended Diffusion (`--pixel-arch`: tiny_pixel, or the 552.8M-parameter ADM-style UNet at
   256 px; CLIP: tiny, or a random ViT-B/16): Algorithm 2 with `--pixel-steps` respaced steps minus
   `--skip` (100 - 25 = 75 guided steps), `--augmentations` N copies (16), K candidates batched and
   ranked against K single-candidate runs; s/candidate = batched run / K, and the median single
-  run (issue target on one H100: < 10 s per candidate).
+  run (issue target on one H100: < 10 s per candidate). It runs by default beside the latent
+  models it is paired with (`PIXEL_ARCH`: tiny, SD 1.x/2.x), or with `--pixel-arch`; beside SDXL
+  only the latent part runs unless `--parts` says otherwise.
 Peak memory: CUDA max allocated per measurement; on CPU the process's max RSS (an upper bound).
 """
 
@@ -45,10 +49,12 @@ from editing.io.edit_inputs import Inputs
 
 PROMPT = "a blue ball"
 PIXEL_ARCH = {"tiny": "tiny_pixel", "tiny_v": "tiny_pixel", "sd15": "adm256", "sd21": "adm256"}
+"""The pixel model measured beside each latent one by default (the SD-sized ADM at 256 px)."""
 CLIP_ARCH = {
     "tiny_pixel": "tiny",
     "tiny": "tiny",
     "tiny_v": "tiny",
+    "tiny_sdxl": "tiny",
     "demo": "tiny",
 }  # default: vit-b-16
 
@@ -218,7 +224,11 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--clip", default=None, choices=["tiny", "vit-b-16"])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
-        "--parts", nargs="+", default=["latent", "pixel"], choices=["latent", "pixel"]
+        "--parts",
+        nargs="+",
+        default=None,
+        choices=["latent", "pixel"],
+        help="default: both where the latent model has a paired pixel model (PIXEL_ARCH)",
     )
     parser.add_argument("--latent-steps", type=int, default=None, help="DDIM steps (50; quick: 4)")
     parser.add_argument(
@@ -236,6 +246,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--quick", action="store_true", help="minimal counts (smoke check)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.parts is None:
+        paired = args.pixel_arch is not None or args.arch in PIXEL_ARCH
+        args.parts = ["latent", "pixel"] if paired else ["latent"]
     quick = args.quick
     args.latent_steps = args.latent_steps or (4 if quick else 50)
     args.pixel_steps = args.pixel_steps or (6 if quick else 100)

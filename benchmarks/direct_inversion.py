@@ -2,6 +2,7 @@
 
     python -m benchmarks.direct_inversion                             # tiny model on CPU
     python -m benchmarks.direct_inversion --arch sd15 --device cuda   # SD 1.5 at 512 px (GPU)
+    python -m benchmarks.direct_inversion --arch sdxl --device cuda   # SDXL at 1024 px (GPU)
     python -m benchmarks.direct_inversion --quick                     # smoke check (seconds)
 
 Everything runs through `DirectInversionEditor` (the code `edit.py method=direct_inversion`

@@ -5,15 +5,24 @@
     python -m benchmarks.gpu_check --reduced --device cpu     # the same plumbing on tiny models
 
 Full mode (`--device cuda`): for each entry of `ARCHITECTURES` (SD 1.5 at 512 px, SD 2.1 at
-768 px, the DeepFloyd IF pair), the benchmark scripts that apply to it run one after another,
-each in its own process (`benchmarks.report.run_one`): Imagic's stages (embedding, full and LoRA
-fine-tune; paper schedule extrapolated from the measured rates), null-text inversion 50 x 10 with
-Prompt-to-Prompt edits, Direct Inversion 100 + 100, Blended Latent Diffusion with 4 candidates
-and pixel Blended Diffusion at 256 px, all under bf16-mixed, and `benchmarks.memory`'s peak
-memory with and without the memory switches (checkpointing, half weights, Adafactor, all). A
-time budget (`--budget`, 480 s) bounds the whole run: a script that would start after it is spent
-is listed as skipped. The Markdown file holds the machine, one table of every row (seconds,
-steps/s, peak memory), and the targets below with what was measured against each.
+768 px, the DeepFloyd IF pair, SDXL at 1024 px), the benchmark scripts that apply to it run one
+after another, each in its own process (`benchmarks.report.run_one`): Imagic's stages
+(embedding, full and LoRA fine-tune; paper schedule extrapolated from the measured rates),
+null-text inversion 50 x 10 with Prompt-to-Prompt edits, Direct Inversion 100 + 100, Blended
+Latent Diffusion with 4 candidates and pixel Blended Diffusion at 256 px, all under bf16-mixed,
+and `benchmarks.memory`'s peak memory with and without the memory switches (checkpointing, half
+weights, Adafactor, all). A time budget (`--budget`, 480 s) bounds the whole run: a script that
+would start after it is spent is listed as skipped. The Markdown file holds the machine, one
+table of every row (seconds, steps/s, peak memory), and the targets below with what was
+measured against each.
+
+SDXL (`sdxl_model`, 3.5B parameters, random weights) runs the scripts of the methods that run on
+it (`SDXL_SCRIPTS`): Imagic (embedding, full and LoRA fine-tunes; LoRA is its default),
+Direct Inversion, Blended Latent Diffusion (no pixel model beside it) and `benchmarks.memory` on
+Imagic's stages. Its design target is each stage under 24 GB with the memory switches on (the
+best row of each stage's memory table, and the inference methods' own peaks). Each of its
+processes builds the full model, so it is best run on its own: `--only sdxl` with its own
+`--budget`.
 
 Reduced mode (`--reduced`, the test suite runs it on the CPU): the same entries with their tiny
 stand-ins and minimal counts, in this process, so the plumbing and every script it calls cannot
@@ -59,16 +68,41 @@ class Architecture:
 
 
 LATENT_SCRIPTS = ("imagic", "null_text", "direct_inversion", "blended", "memory")
+SDXL_SCRIPTS = ("imagic", "direct_inversion", "blended", "memory")
+"""The scripts of the methods that run on SDXL."""
 
 ARCHITECTURES: list[Architecture] = [
     Architecture("SD 1.5 512 px", "sd15", "tiny", LATENT_SCRIPTS),
     Architecture("SD 2.1 768 px", "sd21", "tiny_v", ("imagic", "null_text", "direct_inversion")),
     Architecture("DeepFloyd IF pair", "if", "tiny", ("cascade",)),
+    Architecture("SDXL 1024 px", "sdxl", "tiny_sdxl", SDXL_SCRIPTS),
 ]
 
+MEMORY_STAGES = {
+    "imagic": ("imagic embed", "imagic finetune-full", "imagic finetune-lora"),
+    "null_text": ("null-text",),
+}
+"""`benchmarks.memory`'s stages of each method's script (its `STAGES`)."""
 
-def script_argv(script: str, arch: str, device: str, reduced: bool) -> list[str]:
-    """The command-line arguments of `script` for `arch` (full size or reduced)."""
+
+def memory_stages(scripts: tuple[str, ...], reduced: bool) -> list[str]:
+    """The memory stages of the methods among `scripts`, in `MEMORY_STAGES` order; reduced mode:
+    one, the first of the last method (null-text where it runs, else Imagic's embedding)."""
+    methods = [m for m in MEMORY_STAGES if m in scripts]
+    if reduced:
+        return [MEMORY_STAGES[methods[-1]][0]]
+    return [stage for m in methods for stage in MEMORY_STAGES[m]]
+
+
+def script_argv(
+    script: str,
+    arch: str,
+    device: str,
+    reduced: bool,
+    scripts: tuple[str, ...] = LATENT_SCRIPTS,
+) -> list[str]:
+    """The command-line arguments of `script` for `arch` (full size or reduced), one of the
+    architecture's `scripts` (the memory stages follow the methods among them)."""
     bf16 = [] if reduced else ["--precisions", "bf16-mixed"]
     if script == "imagic":
         counts = (
@@ -109,8 +143,9 @@ def script_argv(script: str, arch: str, device: str, reduced: bool) -> list[str]
         )
         return ["--arch", arch, "--device", device, *counts, *bf16]
     if script == "memory":
-        counts = ["--stages", "null-text", "--steps", "1"] if reduced else ["--steps", "2"]
-        return ["--arch", arch, "--device", device, *counts]
+        counts = ["--steps", "1"] if reduced else ["--steps", "2"]
+        stages = ["--stages", *memory_stages(scripts, reduced)]
+        return ["--arch", arch, "--device", device, *stages, *counts]
     if script == "cascade":
         counts = ["--steps", "2", "--stages", "embed"] if reduced else ["--steps", "8"]
         return ["--arch", arch, "--device", device, *counts]
@@ -119,9 +154,9 @@ def script_argv(script: str, arch: str, device: str, reduced: bool) -> list[str]
 
 @dataclass(frozen=True)
 class Target:
-    """A full-size goal on an H100-class GPU: rows of `benchmark` whose setting contains
-    `setting` (all of them: the best row is judged), their `field` ("seconds", "per_candidate_s"
-    or "peak_memory_mb") at most `limit`."""
+    """A full-size goal on an H100-class GPU: rows of `benchmark` whose setting has `setting` (an
+    `--arch` name) as one of its words (all of them: the best row is judged), their `field`
+    ("seconds", "per_candidate_s" or "peak_memory_mb") at most `limit`."""
 
     label: str
     benchmark: str
@@ -129,6 +164,9 @@ class Target:
     field: str
     limit: float
 
+
+SDXL_MB = 24 * 1024
+"""SDXL's design target: every stage under 24 GB with the memory switches on."""
 
 TARGETS = [
     Target("Imagic paper schedule, full fine-tune", "imagic paper schedule", "sd15", "seconds", 90),
@@ -164,6 +202,16 @@ TARGETS = [
         "per_candidate_s",
         10,
     ),
+    *(
+        Target(f"SDXL {label} peak memory (MB)", benchmark, "sdxl", "peak_memory_mb", SDXL_MB)
+        for label, benchmark in (
+            ("Imagic embedding, best switch", "memory imagic embed"),
+            ("Imagic full fine-tune, best switch", "memory imagic finetune-full"),
+            ("Imagic LoRA fine-tune, best switch", "memory imagic finetune-lora"),
+            ("Direct Inversion edit", "direct inversion edit"),
+            ("Blended Latent, 4 candidates", "blended latent"),
+        )
+    ),
 ]
 
 
@@ -178,7 +226,7 @@ def judge(target: Target, rows: list[Row]) -> tuple[float, str]:
     """(best measured value, verdict) of `target` over `rows` ("not measured" without rows)."""
     values = []
     for r in rows:
-        if r.benchmark == target.benchmark and target.setting in r.setting:
+        if r.benchmark == target.benchmark and target.setting in r.setting.split():
             value = (
                 r.extra.get(target.field)
                 if target.field not in ("seconds", "peak_memory_mb")
@@ -273,7 +321,7 @@ def main(argv: list[str] | None = None) -> list[Job]:
             if args.only and arch.full not in args.only and arch.reduced not in args.only:
                 continue
             for script in arch.scripts:
-                script_args = script_argv(script, name, args.device, args.reduced)
+                script_args = script_argv(script, name, args.device, args.reduced, arch.scripts)
                 spent = time.perf_counter() - start
                 if spent > args.budget:
                     jobs.append(Job(arch, Run(script, args.device, script_args), skipped=True))

@@ -1,12 +1,16 @@
 """Peak memory of every training stage under each memory switch.
 
     python -m benchmarks.memory --arch sd15 --device cuda    # SD 1.5 at 512 px, random weights
+    python -m benchmarks.memory --arch sdxl --device cuda --stages "imagic embed" \
+        "imagic finetune-full" "imagic finetune-lora"        # SDXL at 1024 px (its stages)
     python -m benchmarks.memory --arch tiny --device cpu     # the suite's reduced size
 
 Each (stage, switch) runs a few optimisation steps through train.py's own builders in a fresh
 process, so each figure is that run's own: CUDA peak allocated memory (the 12 GB target), or on a
 CPU the process's peak RSS (weights, Python and libraries included: an upper bound, comparable
-between rows). `fits_12gb` compares the CUDA figure with 12 GiB.
+between rows). `fits_12gb` compares the CUDA figure with 12 GiB; a run out of memory is a row
+marked `out_of_memory` without a figure (e.g. SDXL's full fine-tune without switches on a
+device too small for it).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from benchmarks.common import Row, peak_memory, print_table, save_rows
 
 STAGES = {
     "imagic embed": ["stage=imagic_embed"],
-    "imagic finetune-full": ["stage=imagic_finetune"],
+    "imagic finetune-full": ["stage=imagic_finetune", "stage.finetune_mode=full"],
     "imagic finetune-lora": ["stage=imagic_finetune", "stage.finetune_mode=lora"],
     "null-text": ["stage=null_text", "stage.num_inference_steps=2", "stage.num_inner_steps=2"],
 }
@@ -43,6 +47,9 @@ APPLIES = {  # the optimiser switch matters where the optimiser state is large
     "all": ("imagic finetune-full", "imagic finetune-lora"),
 }
 GIB12 = 12 * 1024
+OUT_OF_MEMORY = "OutOfMemoryError"
+"""What a run that ran out of (CUDA) memory prints (`torch.OutOfMemoryError`): its row records
+it, with no figure, and the other rows go on."""
 
 
 def measure(arch: str, device: str, stage: str, switch: str, steps: int) -> float:
@@ -126,11 +133,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
             root = Path(__file__).resolve().parents[1]
             env = {**os.environ, "PYTHONPATH": str(root)}
             done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
-            if done.returncode:
-                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-            out = done.stdout
-            mb = json.loads(out.strip().splitlines()[-1])["mb"]
             extra = {"steps": args.steps, "peak": "cuda" if args.device == "cuda" else "rss"}
+            if done.returncode and OUT_OF_MEMORY in done.stderr:
+                mb = float("nan")  # a measurement: this stage and switch do not fit the device
+                extra["out_of_memory"] = "yes"
+            elif done.returncode:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+            else:
+                mb = json.loads(done.stdout.strip().splitlines()[-1])["mb"]
             if args.device == "cuda":
                 extra["fits_12gb"] = "yes" if mb < GIB12 else "no"
             rows.append(Row(f"memory {stage}", f"{args.arch} {switch}", mb, "MB", mb, extra))

@@ -36,6 +36,7 @@ from torch import nn
 
 from benchmarks.architectures import LATENT_ARCHS, attention_kind, autocast, model_for, prepare
 from benchmarks.common import Row, peak_memory, print_table, save_rows, sync
+from editing.diffusion.conditioning import Conditioning
 from editing.diffusion.ddim import make_schedule
 from editing.inversion.null_text import NullTextSettings, null_text_inversion
 from editing.io.edit_inputs import Inputs
@@ -89,8 +90,13 @@ def run_unet_calls(model, z0, steps: int, inner: list[int], device, precision):
     unet, dtype = model.unet, model.dtype
     schedule = make_schedule(model.scheduler, steps).to(device)
     x = z0.to(device, dtype)
-    cond = model.encode_prompt([SOURCE]).to(device, dtype)
-    null = nn.Parameter(model.encode_prompt([""]).clone())
+    cond = model.unet_conditioning(model.encode_condition([SOURCE]).to(device), x)
+    empty = model.encode_condition([""]).to(device)
+    null = nn.Parameter(empty.tokens.clone())
+
+    def null_cond() -> dict:  # the null token embeddings (SDXL: beside the empty pooled one)
+        return model.unet_conditioning(Conditioning(null, empty.pooled), x)
+
     timesteps = [torch.full((1,), int(t), device=device) for t in schedule.timesteps]
     grad_out = torch.randn(x.shape, device=device, dtype=torch.float32)
     sync(device)
@@ -98,16 +104,16 @@ def run_unet_calls(model, z0, steps: int, inner: list[int], device, precision):
     with autocast(device, precision):
         with torch.no_grad():
             for t in reversed(timesteps):  # the pivot (DDIM inversion, w = 1)
-                unet(x, t, encoder_hidden_states=cond, return_dict=False)
+                unet(x, t, return_dict=False, **cond)
         for i, t in enumerate(timesteps):
             with torch.no_grad():
-                unet(x, t, encoder_hidden_states=cond, return_dict=False)
+                unet(x, t, return_dict=False, **cond)
             for _ in range(inner[i]):
                 null.grad = None
-                out = unet(x, t, encoder_hidden_states=null.to(dtype), return_dict=False)[0]
+                out = unet(x, t, return_dict=False, **null_cond())[0]
                 out.float().backward(grad_out)
             with torch.no_grad():
-                unet(x, t, encoder_hidden_states=null.to(dtype), return_dict=False)
+                unet(x, t, return_dict=False, **null_cond())
     sync(device)
     return time.perf_counter() - t0, time.process_time() - c0
 

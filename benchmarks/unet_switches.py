@@ -2,6 +2,7 @@
 
     python -m benchmarks.unet_switches                       # tiny model, CPU
     python -m benchmarks.unet_switches --arch sd15 --device cuda --precision bf16-mixed
+    python -m benchmarks.unet_switches --arch sdxl --device cuda --precision bf16-mixed
 
 For a sampling call (batch 2: classifier-free guidance's unconditional and conditional halves,
 no gradient) and a training call (batch 1, forward and backward to the text embedding, as
@@ -24,6 +25,7 @@ import torch
 
 from benchmarks.architectures import LATENT_ARCHS, autocast, model_for, prepare
 from benchmarks.common import Row, print_table, save_rows, sync
+from editing.diffusion.conditioning import Conditioning
 
 VARIANTS = ("sdpa", "explicit", "channels_last", "compiled")
 KINDS = ("sampling", "training")
@@ -36,16 +38,20 @@ def _calls(model, device: str, precision: str, channels_last: bool):
     x2 = torch.randn(2, *model.latent_shape, generator=g).to(device)
     e2 = torch.randn(2, 77, dim, generator=g).to(device)
     x1, e1 = x2[:1].clone(), e2[:1].clone().requires_grad_(True)
+    cond2, cond1 = e2, e1
+    if model.conditioning_kind == "sdxl":  # the pooled embedding beside the tokens
+        pooled = torch.randn(2, model.pooled_dim, generator=g).to(device)
+        cond2, cond1 = Conditioning(e2, pooled), Conditioning(e1, pooled[:1])
     if channels_last:
         x2, x1 = x2.to(memory_format=torch.channels_last), x1.to(memory_format=torch.channels_last)
 
     def sample():
         with torch.no_grad(), autocast(device, precision):
-            return model.predict(x2, 500, e2)
+            return model.predict(x2, 500, cond2)
 
     def train():
         with autocast(device, precision):
-            loss = model.predict(x1, 500, e1).pow(2).mean()
+            loss = model.predict(x1, 500, cond1).pow(2).mean()
         loss.backward()
         e1.grad = None
 

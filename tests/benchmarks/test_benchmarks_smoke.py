@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from benchmarks.common import Row
 
@@ -106,3 +107,77 @@ def test_memory_benchmark_reports_each_switch(tmp_path):
     _check(rows, {"memory null-text"})
     assert {r.setting for r in rows} == {"tiny none", "tiny checkpointing", "tiny half weights"}
     assert all(r.unit == "MB" and r.extra["peak"] == "rss" for r in rows)
+
+
+def test_a_memory_run_out_of_memory_is_a_row_without_a_figure(monkeypatch):
+    import subprocess
+
+    from benchmarks import memory
+
+    def out_of_memory(cmd, **kwargs):
+        stderr = "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate"
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=stderr)
+
+    monkeypatch.setattr(memory.subprocess, "run", out_of_memory)
+    argv = ["--device", "cpu", "--arch", "tiny", "--steps", "1", "--stages", "imagic embed"]
+    rows = memory.main(argv)
+    assert [r.setting for r in rows] == ["tiny none", "tiny checkpointing", "tiny half weights"]
+    assert all(math.isnan(r.peak_memory_mb) and r.extra["out_of_memory"] == "yes" for r in rows)
+
+    def crash(cmd, **kwargs):
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ValueError: broken")
+
+    monkeypatch.setattr(memory.subprocess, "run", crash)
+    with pytest.raises(RuntimeError, match="ValueError: broken"):
+        memory.main(argv)
+
+
+def test_imagic_benchmark_stages_on_sdxl_run_their_named_modes(tmp_path):
+    # finetune-full is the full fine-tune on SDXL too, where stage.finetune_mode=auto is LoRA;
+    # the bare loop trains the embedding stage's e_opt and its pooled part.
+    from benchmarks import imagic
+
+    def run(stage: str, steps: int = 3):
+        return imagic.lightning_run("tiny_sdxl", "cpu", "32-true", stage, steps, tmp_path, None)[1]
+
+    embed = run("embed")
+    before = embed.e_opt_pooled.detach().clone(), embed.e_opt.detach().clone()
+    assert imagic.bare_run(embed, "cpu", "32-true", 4) > 0
+    assert not torch.equal(before[0], embed.e_opt_pooled) and not torch.equal(
+        before[1], embed.e_opt
+    )
+    full, lora = run("finetune-full"), run("finetune-lora")
+    assert (full.finetune_mode, lora.finetune_mode) == ("full", "lora")
+    assert all(p.requires_grad for p in full.model.unet.parameters())
+    trained = {n for n, p in lora.model.unet.named_parameters() if p.requires_grad}
+    assert trained and all("lora" in n for n in trained) and lora.lora["rank"] == 8
+
+
+@pytest.mark.parametrize("arch", ["tiny", "tiny_sdxl"])
+def test_null_text_unet_calls_alone_are_the_inversions_calls(arch):
+    # steps pivot forwards, then per step: 1 conditional + inner[i] null forwards (with a
+    # backward) + 1 advance; on SDXL each call carries the pooled embedding and time ids.
+    from benchmarks.architectures import model_for
+    from benchmarks.null_text import random_image, run_unet_calls
+
+    model = model_for(arch)
+    z0 = model.encode_image(random_image(model.resolution).pixels)
+    calls = []
+
+    def record(module, args, kwargs):  # (a gradient to the null embedding, added inputs)
+        trained = torch.is_grad_enabled() and kwargs["encoder_hidden_states"].requires_grad
+        calls.append((trained, kwargs.get("added_cond_kwargs")))
+
+    handle = model.unet.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        run_unet_calls(model, z0, 2, [2, 1], "cpu", "32-true")
+    finally:
+        handle.remove()
+    assert len(calls) == 2 + (1 + 2 + 1) + (1 + 1 + 1)
+    assert [grad for grad, _ in calls] == [False] * 3 + [True] * 2 + [False] * 2 + [True] + [False]
+    added = [a for _, a in calls]
+    if arch == "tiny_sdxl":
+        assert all(tuple(a["text_embeds"].shape) == (1, model.pooled_dim) for a in added)
+        assert all(a["time_ids"].tolist() == [[32.0, 32.0, 0.0, 0.0, 32.0, 32.0]] for a in added)
+    else:
+        assert added == [None] * len(calls)

@@ -23,11 +23,50 @@ def _reduced_check(tmp_path, only: list[str]):
         assert f"| {arch.label} |" in text
     for target in gpu_check.TARGETS:
         assert f"| {target.label} | {target.limit:g} |" in text
+    return jobs
 
 
 def test_the_reduced_gpu_check_runs_one_architecture(tmp_path):
     # SD 2.1's slot (tiny v-prediction stand-in): Imagic, null-text, Direct Inversion.
     _reduced_check(tmp_path, ["tiny_v"])
+
+
+def test_the_reduced_gpu_check_runs_sdxl(tmp_path):
+    # SDXL's slot (tiny_sdxl): Imagic, Direct Inversion, Blended Latent (no pixel model), memory.
+    jobs = _reduced_check(tmp_path, ["tiny_sdxl"])
+    rows = {j.run.benchmark: j.run.rows for j in jobs}
+    assert list(rows) == ["imagic", "direct_inversion", "blended", "memory"]
+    assert all(r.setting.split()[0] == "tiny_sdxl" for rs in rows.values() for r in rs)
+    assert {r.benchmark for r in rows["blended"]} == {"blended latent", "blended latent ranked"}
+    memory = {(r.benchmark, r.setting) for r in rows["memory"]}
+    switches = ("none", "checkpointing", "half weights")
+    assert memory == {("memory imagic embed", f"tiny_sdxl {s}") for s in switches}
+    assert (
+        "| SDXL 1024 px | direct inversion edit | tiny_sdxl cpu 32-true 2+2 |"
+        in (tmp_path / "check.md").read_text()
+    )
+
+
+def test_memory_stages_follow_the_methods_of_an_architecture():
+    from benchmarks import gpu_check, memory
+
+    imagic = ["imagic embed", "imagic finetune-full", "imagic finetune-lora"]
+    assert gpu_check.memory_stages(gpu_check.LATENT_SCRIPTS, False) == [*imagic, "null-text"]
+    assert gpu_check.memory_stages(gpu_check.LATENT_SCRIPTS, True) == ["null-text"]
+    assert gpu_check.memory_stages(gpu_check.SDXL_SCRIPTS, False) == imagic
+    assert gpu_check.memory_stages(gpu_check.SDXL_SCRIPTS, True) == ["imagic embed"]
+    with_null_text = (*gpu_check.SDXL_SCRIPTS, "null_text")
+    assert gpu_check.memory_stages(with_null_text, False) == [*imagic, "null-text"]
+    stages = [s for names in gpu_check.MEMORY_STAGES.values() for s in names]
+    assert sorted(stages) == sorted(memory.STAGES)
+    argv = gpu_check.script_argv("memory", "sdxl", "cuda", False, gpu_check.SDXL_SCRIPTS)
+    assert argv == ["--arch", "sdxl", "--device", "cuda", "--stages", *imagic, "--steps", "2"]
+    sdxl = next(a for a in gpu_check.ARCHITECTURES if a.full == "sdxl")
+    assert (sdxl.label, sdxl.reduced, sdxl.scripts) == (
+        "SDXL 1024 px",
+        "tiny_sdxl",
+        gpu_check.SDXL_SCRIPTS,
+    )
 
 
 @pytest.mark.slow
@@ -68,5 +107,11 @@ def test_targets_are_judged_on_the_best_matching_row():
         Row("null-text inversion", "tiny cpu", 1.0, "s"),
     ]
     assert judge(target, rows) == (12.0, "met")
+    # the setting is matched as a word: sdxl's targets do not judge its tiny stand-in
+    sdxl = Target("t", "blended latent", "sdxl", "peak_memory_mb", 24 * 1024)
+    tiny = [Row("blended latent", "tiny_sdxl cpu 32-true", 1.0, "s", 900.0)]
+    assert judge(sdxl, tiny)[1] == "not measured"
+    full = [*tiny, Row("blended latent", "sdxl cuda bf16-mixed", 1.0, "s", 30000.0)]
+    assert judge(sdxl, full) == (30000.0, "missed")
     assert judge(target, rows[1:2]) == (20.0, "missed")
     assert judge(target, [])[1] == "not measured"

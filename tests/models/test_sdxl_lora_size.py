@@ -13,23 +13,10 @@ from editing.models.unet_weights import DEFAULT_LORA_TARGETS
 
 def sdxl_base_unet() -> nn.Module:
     """SDXL 1.0 base's UNet architecture (its unet/config.json), on the meta device."""
-    from diffusers import UNet2DConditionModel
+    from benchmarks.architectures import sdxl_unet
 
     with torch.device("meta"):
-        return UNet2DConditionModel(
-            sample_size=128,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            block_out_channels=(320, 640, 1280),
-            layers_per_block=2,
-            transformer_layers_per_block=(1, 2, 10),
-            attention_head_dim=(5, 10, 20),
-            cross_attention_dim=2048,
-            use_linear_projection=True,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=256,
-            projection_class_embeddings_input_dim=2816,
-        )
+        return sdxl_unet()
 
 
 def lora_parameters(unet: nn.Module, rank: int, targets=DEFAULT_LORA_TARGETS) -> int:
