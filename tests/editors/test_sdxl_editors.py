@@ -201,7 +201,7 @@ def test_an_artifact_without_the_key_is_an_sd_one(tiny_model, tmp_path):
     load_artifact(path, "imagic_embed", expect=model_metadata(tiny_model))
 
 
-@pytest.mark.parametrize("method", ["null_text_p2p", "blended"])
+@pytest.mark.parametrize("method", ["blended"])
 def test_methods_not_yet_on_sdxl_are_refused_in_one_line(method, tiny_sdxl_model):
     import hydra
 
@@ -226,15 +226,16 @@ def test_train_py_refuses_stages_not_on_sdxl(wide_photo, tmp_path):
     cfg = compose_config(
         "train",
         [
-            "stage=null_text",
-            "source_prompt=a square",
+            "stage=imagic_cascade",
             "base_model=tiny_sdxl",
             f"image={wide_photo}",
             "target_prompt=a cat",
             f"output_dir={tmp_path / 'ckpt'}",
         ],
     )
-    with pytest.raises(UserInputError, match="do not run on SDXL yet") as err:
+    with pytest.raises(
+        UserInputError, match=r"\(ImagicSRFinetuneStage\) do not run on SDXL yet"
+    ) as err:
         train.train(cfg)
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "ckpt").glob("*.safetensors"))
