@@ -26,6 +26,7 @@ refused: Prompt-to-Prompt's maps are not defined there.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ from torch import Tensor
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.blend import MAPS
 from editing.attention.processor import STANDARD_PROCESSORS
-from editing.attention.site import PLACES
+from editing.attention.site import PLACES, cross_attention_scales
 from editing.attention.words import check_same_tokens
 from editing.diffusion.conditioning import POOLED_SUFFIX, embedding, text_embedding
 from editing.diffusion.ddim import Inversion, make_schedule
@@ -269,6 +270,23 @@ class NullTextP2PEditor:
             )
         return base
 
+    def check_blend_layers(self, model) -> None:
+        """Refuse, before any inversion, LocalBlend maps of a side that no cross-attention layer in
+        `blend_places` has (e.g. blend_resolution=0.25 on tiny_sdxl, whose cross-attention maps
+        are all 1/2 of the latent side; SDXL 1.0 has 1/2 and 1/4)."""
+        scales = cross_attention_scales(model.unet)
+        if not self.blend_words or scales is None:
+            return
+        wanted, places = self.blend["resolution"], self.blend["places"]
+        if any(math.isclose(wanted, s) for p in places for s in scales[p]):
+            return
+        have = "; ".join(f"{p}: {', '.join(f'{s:g}' for s in scales[p]) or 'none'}" for p in PLACES)
+        raise UserInputError(
+            f"method.blend_resolution={wanted:g} matches no cross-attention layer in "
+            f"blend_places={list(places)} of base model {model.name!r}, whose maps have sides "
+            f"(fractions of the latent side) {have}"
+        )
+
     def groups(self, model, source: str, targets: list[str]) -> list[list[str]]:
         """Targets grouped by controller kind (one batch each; `auto` splits swaps from additions)."""
         if self.edit != "auto":
@@ -287,6 +305,7 @@ class NullTextP2PEditor:
                 f"{', '.join(sorted(odd))} attention, not the plain softmax attention "
                 f"Prompt-to-Prompt edits; use method=imagic or method=direct_inversion"
             )
+        self.check_blend_layers(model)
         targets = self.target_prompts or ([inputs.target_prompt] if inputs.target_prompt else [])
         for k, t in enumerate(targets):
             require_text(t, f"target prompt {k + 1}")
