@@ -7,6 +7,8 @@ model families."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from helpers import compose_config
 from PIL import Image
 
 from demo_world.tokenizer_vocab import build_clip_tokenizer
-from editing.attention import AttentionReplace, LocalBlend
+from editing.attention import AttentionController, AttentionReplace, LocalBlend, attention_control
 from editing.attention.site import cross_attention_scales
 from editing.attention.words import check_same_tokens
 from editing.diffusion.cfg import classifier_free_guidance, guided_eps
@@ -329,3 +331,38 @@ def test_word_positions_need_both_tokenizers_to_agree(tiny_sdxl_model):
     check_same_tokens([model.tokenizer, other], ["a a a"])
     with pytest.raises(UserInputError, match="split the prompt 'a zebra' into different tokens"):
         check_same_tokens([model.tokenizer, other], ["a zebra"])
+
+
+class Sites(AttentionController):
+    """Records the site of every cross-attention call and changes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scales: dict[str, set[float]] = {}
+
+    def wants(self, site) -> bool:
+        if site.is_cross:
+            self.scales.setdefault(site.place, set()).add(site.scale)
+        return False
+
+
+@pytest.mark.parametrize("name", ["tiny_sdxl_model", "tiny_model"])
+def test_the_layout_read_from_the_config_is_the_one_the_processors_see(name, request):
+    model = request.getfixturevalue(name)
+    sites = Sites()
+    x = torch.randn(2, 4, 6, 10, generator=torch.Generator().manual_seed(0))
+    with attention_control(model.unet, sites), torch.no_grad():
+        model.eps(x, 500, model.encode_condition(["a cat", ""]))
+    scales = cross_attention_scales(model.unet)
+    assert {p: set(s) for p, s in scales.items() if s} == sites.scales
+
+
+def test_sdxl_base_cross_attention_sits_at_a_half_and_a_quarter():
+    """SDXL 1.0 base's published block types (unet/config.json)."""
+    config = SimpleNamespace(
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        mid_block_type="UNetMidBlock2DCrossAttn",
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    scales = cross_attention_scales(SimpleNamespace(config=config))
+    assert scales == {"down": [0.5, 0.25], "mid": [0.25], "up": [0.5, 0.25]}
