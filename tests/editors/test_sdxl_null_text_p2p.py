@@ -366,3 +366,30 @@ def test_sdxl_base_cross_attention_sits_at_a_half_and_a_quarter():
     )
     scales = cross_attention_scales(SimpleNamespace(config=config))
     assert scales == {"down": [0.5, 0.25], "mid": [0.25], "up": [0.5, 0.25]}
+
+
+def test_global_mode_stores_the_pair_it_reports(tiny_sdxl_model, tmp_path):
+    """null_mode=global on SDXL: one (tokens, pooled) pair for every step; sampling with the stored
+    pair gives exactly the stage's final latent."""
+    from helpers import fit_stage
+
+    from lightning_modules.null_text import NullTextStage
+
+    model = tiny_sdxl_model
+    image = _image(model, _wide_photo(tmp_path / "w.png"))
+    inputs = Inputs(image=image, source_prompt=SOURCE, output_dir=tmp_path, checkpoint_dir=tmp_path)
+    stage = NullTextStage(
+        model, inputs, num_inference_steps=3, num_inner_steps=2, null_mode="global"
+    )
+    fit_stage(stage, model, inputs, steps=100)
+    tensors, meta = stage.artifact()
+    assert meta["null_mode"] == "global" and meta["conditioning"] == "sdxl"
+    null = Conditioning(tensors["null_embeddings"], tensors["null_embeddings_pooled"])
+    assert null.tokens.shape == (1, 77, 48) and null.pooled.shape == (1, 32)
+    assert null.pooled.abs().amin() > 0  # moved away from the zero "" pooled
+    cond, x = model.encode_condition([SOURCE]), tensors["z_T"]
+    with torch.no_grad():
+        for _, t, a_t, a_prev in make_schedule(model.scheduler, 3).sampling():
+            eps_c, eps_u = model.eps(x, t, cond), model.eps(x, t, null)
+            x = ddim_step(x, classifier_free_guidance(eps_u, eps_c, 7.5), a_t, a_prev)
+    assert torch.equal(x, stage.z_bar)
