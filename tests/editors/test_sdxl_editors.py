@@ -257,7 +257,9 @@ def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
     assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
 
 
-@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent", "imagic"])
+@pytest.mark.parametrize(
+    "method", ["direct_inversion", "blended_latent", "imagic", "null_text_p2p"]
+)
 def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
     from editing_app.evaluation.runner import run_suite
 
@@ -268,6 +270,10 @@ def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
             "method.num_inference_steps=2",
             "method.seeds=[0]",
             'train_overrides=["stage.embed.num_steps=2","stage.finetune.num_steps=2"]',
+        ],
+        "null_text_p2p": [
+            "method.num_inference_steps=2",
+            'train_overrides=["stage.num_inference_steps=2","stage.num_inner_steps=1"]',
         ],
     }[method]
     out = tmp_path / "out"
