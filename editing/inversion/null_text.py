@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from editing.diffusion.cfg import classifier_free_guidance
-from editing.diffusion.conditioning import Conditioning, cat_conditions, embedding
+from editing.diffusion.conditioning import Conditioning, cat_conditions, embedding, text_embedding
 from editing.diffusion.ddim import DDIMSchedule, Inversion, ddim_step, make_schedule
 from editing.inversion.ddim_inversion import invert
 
@@ -80,11 +80,6 @@ def null_parameters(null: Null) -> list[Tensor]:
     return [null]
 
 
-def stack_nulls(nulls: list[Null]) -> Null:
-    """Per-step null embeddings [1, ...] stacked along the steps: [N, L, D] (and [N, P])."""
-    return cat_conditions(nulls)
-
-
 @dataclass
 class StepResult:
     """What one outer step produced: z_bar_{t-1}, the last loss, inner steps used."""
@@ -110,8 +105,8 @@ def optimize_step(
     tokens and the pooled [1, P] together) so that the guided DDIM step from z_bar lands on
     `target` (= z*_{t-1}); then advance.
 
-    `optimizer` must hold only `null_parameters(null)`; its state is cleared (a fresh Adam per step, as in the
-    reference) and its lr set to `settings.lr_at(i)`. `backward` lets a Lightning shell route the
+    `optimizer` must hold only `null_parameters(null)`; its state is cleared (a fresh Adam per
+    step, as in the reference) and its lr set to `settings.lr_at(i)`. `backward` lets a Lightning shell route the
     backward pass through `manual_backward`.
     """
     t, a_t, a_prev = schedule.timesteps[i], schedule.alphas[i], schedule.alphas_prev[i]
@@ -170,15 +165,14 @@ def null_text_inversion(
     `stage=null_text` runs the same steps one Lightning training step per timestep).
 
     Returns an `Inversion` with x_T = z*_T, `uncond` the per-step null embeddings [N, L, D] (on
-    SDXL a `Conditioning` of those and the null pooled embeddings [N, P]), the
-    source prompt, the guidance w they were fitted for, and `diagnostics` inner_steps [N] (Adam
-    steps used per timestep) and losses [N].
+    SDXL a `Conditioning` of those and the null pooled embeddings [N, P]), the source prompt, the
+    guidance w they were fitted for, and `diagnostics` inner_steps [N] (Adam steps used per
+    timestep) and losses [N].
     """
     from tqdm.auto import tqdm
 
     schedule = make_schedule(model.scheduler, num_inference_steps).to(z0.device)
-    cond = model.encode_condition([source_prompt], "source_prompt")
-    cond = embedding(cond.tokens, cond.pooled)
+    cond = text_embedding(model, source_prompt, "source_prompt")
     inversion = invert(model, z0, cond, schedule, source_prompt)
     null = initial_null(model)
     optimizer = torch.optim.Adam(null_parameters(null), lr=settings.lr)
@@ -196,7 +190,7 @@ def null_text_inversion(
     return Inversion(
         x_T=inversion.x_T,
         schedule=schedule,
-        uncond=stack_nulls(nulls),
+        uncond=cat_conditions(nulls),  # [N, L, D] (SDXL: and pooled [N, P])
         prompt=source_prompt,
         guidance_scale=settings.guidance_scale,
         diagnostics={"inner_steps": torch.tensor(used), "losses": torch.tensor(losses)},
