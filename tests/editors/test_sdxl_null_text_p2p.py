@@ -393,3 +393,28 @@ def test_global_mode_stores_the_pair_it_reports(tiny_sdxl_model, tmp_path):
             eps_c, eps_u = model.eps(x, t, cond), model.eps(x, t, null)
             x = ddim_step(x, classifier_free_guidance(eps_u, eps_c, 7.5), a_t, a_prev)
     assert torch.equal(x, stage.z_bar)
+
+
+def test_a_checkpoint_keeps_the_pooled_state(tiny_sdxl_model, tmp_path):
+    """What a Lightning checkpoint of the stage keeps (its trained and own tensors) includes the
+    null pooled parameter, the per-step null pooled table and the source's pooled: a stage
+    loaded from it exports the same artifact."""
+    from helpers import fit_stage
+
+    from lightning_modules.null_text import NullTextStage
+
+    model = tiny_sdxl_model
+    image = _image(model, _wide_photo(tmp_path / "w.png"))
+    inputs = Inputs(image=image, source_prompt=SOURCE, output_dir=tmp_path, checkpoint_dir=tmp_path)
+
+    def stage():
+        return NullTextStage(model, inputs, num_inference_steps=2, num_inner_steps=1)
+
+    trained = fit_stage(stage(), model, inputs, steps=100)
+    kept = trained._kept_keys()
+    assert {"null", "null_pooled", "null_embeddings_pooled", "cond_pooled"} <= kept
+    state = {k: v for k, v in trained.state_dict().items() if k in kept}
+    loaded = stage()
+    loaded.load_state_dict(state, strict=False)
+    for name, tensor in trained.artifact()[0].items():
+        assert torch.equal(loaded.artifact()[0][name], tensor), name
