@@ -36,8 +36,8 @@ def stage_configs(stage_cfg: DictConfig) -> list[DictConfig]:
 
 def check_stage_model(stages: list[DictConfig], model) -> None:
     """Refuse, in one line, training stages that do not run on an SDXL model: those whose module
-    does not say `supports_sdxl` (Imagic's embedding and fine-tune stages do: their embedding
-    carries SDXL's pooled part)."""
+    does not say `supports_sdxl` (Imagic's embedding and fine-tune stages and the null-text stage
+    do: their embeddings carry SDXL's pooled part)."""
     if model is None or getattr(model, "conditioning_kind", "text") != "sdxl":
         return
     targets = [str(s.get("_target_", "?")) for s in stages]
@@ -49,8 +49,8 @@ def check_stage_model(stages: list[DictConfig], model) -> None:
     if refused:
         raise UserInputError(
             f"train.py stages ({', '.join(refused)}) do not run on SDXL yet (base model "
-            f"{model.name!r}); on SDXL train stage=imagic, or edit without training: edit.py "
-            f"method=direct_inversion or method=blended_latent"
+            f"{model.name!r}); on SDXL train stage=imagic or stage=null_text, or edit without "
+            f"training: edit.py method=direct_inversion or method=blended_latent"
         )
 
 

@@ -20,13 +20,12 @@ import hashlib
 import torch
 from torch import Tensor, nn
 
-from editing.diffusion.conditioning import expand_condition
+from editing.diffusion.conditioning import embedding, expand_condition
 from editing.diffusion.objectives import denoising_loss
 from editing.editors.imagic import (
     Embedding,
     ImagicEditor,
     artifact_embeddings,
-    embedding,
     embedding_tensors,
     sample_interpolations,
 )

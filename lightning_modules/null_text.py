@@ -4,20 +4,29 @@ One Lightning training step per DDIM timestep, so the progress bar counts timest
 records each step's loss and inner iterations used, and a checkpoint taken between steps resumes
 exactly (the pivot, the trajectory so far and the null embeddings are part of it). The algorithm
 itself is `editing.inversion.null_text` (Lightning-free).
+
+On SDXL the null embedding is the pair (tokens [1, 77, D1 + D2], pooled [1, P]), optimised together;
+the artifact stores `null_embeddings` [N, L, D] and `null_embeddings_pooled` [N, P] (one per
+timestep each; [1, ...] for `null_mode=global`) and, as every SDXL artifact, the conditioning kind,
+pooled width and time ids (`editing.io.artifacts.make_metadata`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from editing.diffusion.conditioning import POOLED_SUFFIX, Conditioning, embedding
 from editing.diffusion.ddim import make_schedule
 from editing.errors import UserInputError, check_range, require_text
 from editing.inversion.ddim_inversion import invert
 from editing.inversion.null_text import (
+    Null,
     NullTextSettings,
     guided_null_step,
     guided_step_cond,
+    initial_null,
+    null_parameters,
     optimize_step,
 )
 from editing.io.artifacts import image_metadata, make_metadata
@@ -52,6 +61,7 @@ class NullTextStage(StageModule):
 
     stage = "null_text"
     supports_fsdp = False
+    supports_sdxl = True  # the null pooled embedding is optimised with the null tokens
 
     def __init__(
         self,
@@ -101,20 +111,35 @@ class NullTextStage(StageModule):
         )
         self.schedule = make_schedule(model.scheduler, self.num_inference_steps)
         n, shape = self.num_inference_steps, model.sample_shape(inputs.image.size)
-        cond = model.encode_prompt([self.source_prompt], "source_prompt")
-        self.register_buffer("cond", cond)
+        cond = model.encode_condition([self.source_prompt], "source_prompt")
+        self.register_buffer("cond", cond.tokens)
+        self.register_buffer("cond_pooled", cond.pooled)  # SDXL's [1, P]; None elsewhere
         self.register_buffer("image_pixels", inputs.image.pixels.clone(), persistent=False)
         # Resumable state: the pivot, the optimised trajectory so far, the embeddings found.
         self.register_buffer("pivot_latents", torch.zeros(n + 1, 1, *shape))
         self.register_buffer("pivot_ready", torch.tensor(False))
         self.register_buffer("z_bar", torch.zeros(1, *shape))
-        self.register_buffer("null_embeddings", torch.zeros(n, *cond.shape[1:]))
+        self.register_buffer("null_embeddings", torch.zeros(n, *cond.tokens.shape[1:]))
+        pooled_table = None if cond.pooled is None else torch.zeros(n, *cond.pooled.shape[1:])
+        self.register_buffer("null_embeddings_pooled", pooled_table)
         self.register_buffer("inner_steps", torch.zeros(n, dtype=torch.int64))
         self.register_buffer("losses", torch.zeros(n))
         self.register_buffer("steps_done", torch.tensor(0))
-        self.null = nn.Parameter(model.encode_prompt([""]).clone())
+        null = initial_null(model)  # null_T: the condition of "" (tokens; SDXL: and pooled)
+        self.null = null.tokens if isinstance(null, Conditioning) else null
+        self.register_parameter("null_pooled", getattr(null, "pooled", None))
         if null_mode == "global":  # the joint gradient of the sweep so far (resumable)
             self.register_buffer("sweep_grad", torch.zeros_like(self.null))
+            pooled_grad = None if self.null_pooled is None else torch.zeros_like(self.null_pooled)
+            self.register_buffer("sweep_grad_pooled", pooled_grad)
+
+    def condition(self) -> Tensor | Conditioning:
+        """C, the source caption's condition: tokens [1, L, D] (SDXL: with pooled [1, P])."""
+        return embedding(self.cond, self.cond_pooled)
+
+    def null_condition(self) -> Null:
+        """The null embedding being optimised: tokens [1, L, D] (SDXL: with pooled [1, P])."""
+        return embedding(self.null, self.null_pooled)
 
     @property
     def trainer_max_steps(self) -> int:
@@ -140,7 +165,7 @@ class NullTextStage(StageModule):
             )
 
     def configure_optimizers(self):
-        return torch.optim.Adam([self.null], lr=self.settings.lr)
+        return torch.optim.Adam(null_parameters(self.null_condition()), lr=self.settings.lr)
 
     def on_fit_start(self) -> None:
         self.schedule = self.schedule.to(self.device)
@@ -148,7 +173,7 @@ class NullTextStage(StageModule):
             return
         with self.trainer.precision_plugin.forward_context(), torch.no_grad():
             z0 = self.model.encode_image(self.image_pixels.to(self.device))
-            inversion = invert(self.model, z0, self.cond, self.schedule)
+            inversion = invert(self.model, z0, self.condition(), self.schedule)
         self.pivot_latents.copy_(inversion.latents)
         self.z_bar.copy_(inversion.x_T)
         self.pivot_ready.fill_(True)
@@ -164,14 +189,14 @@ class NullTextStage(StageModule):
             self.schedule,
             self.z_bar,
             target,
-            self.cond,
-            self.null,
+            self.condition(),
+            self.null_condition(),
             self.optimizers(),
             self.settings,
             backward=self.manual_backward,
         )
         self.z_bar.copy_(result.z_prev)
-        self.null_embeddings[i] = self.null.detach()[0]
+        self.record_null(i)
         self.inner_steps[i] = result.inner_steps
         self.losses[i] = result.loss
         self.steps_done.fill_(i + 1)
@@ -188,28 +213,42 @@ class NullTextStage(StageModule):
         target = self.pivot_latents[n - 1 - i]
         w = self.settings.guidance_scale
         with torch.no_grad():
-            eps_c = guided_step_cond(self.model, i, self.schedule, self.z_bar, self.cond)
+            eps_c = guided_step_cond(self.model, i, self.schedule, self.z_bar, self.condition())
+        null = self.null_condition()
         with torch.set_grad_enabled(update):
-            z_prev = guided_null_step(self.model, i, self.schedule, self.z_bar, eps_c, self.null, w)
+            z_prev = guided_null_step(self.model, i, self.schedule, self.z_bar, eps_c, null, w)
             loss = torch.nn.functional.mse_loss(z_prev.float(), target.float())
         if update:  # d(mean over the T steps of the loss)/d null, accumulated over the sweep
-            self.null.grad = None
+            pairs = [(self.null, self.sweep_grad)]
+            if self.null_pooled is not None:
+                pairs.append((self.null_pooled, self.sweep_grad_pooled))
+            for param, _ in pairs:
+                param.grad = None
             self.manual_backward(loss / n)
-            self.sweep_grad.add_(self.null.grad)
-            self.null.grad = None
+            for param, grad in pairs:
+                grad.add_(param.grad)
+                param.grad = None
             if i == n - 1:  # end of the sweep: one Adam step on the joint loss
                 optimizer = self.optimizers()
-                self.null.grad = self.sweep_grad.clone()
+                for param, grad in pairs:
+                    param.grad = grad.clone()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                self.sweep_grad.zero_()
+                for _, grad in pairs:
+                    grad.zero_()
         self.z_bar.copy_(z_prev.detach())
         self.losses[i] = float(loss.detach())
         self.inner_steps[i] = self.sweeps - 1
         if sweep == self.sweeps - 1:
-            self.null_embeddings[i] = self.null.detach()[0]
+            self.record_null(i)
         self.steps_done.fill_(k + 1)
         log_if_due(self, "loss", float(loss.detach()), prog_bar=True)
+
+    def record_null(self, i: int) -> None:
+        """Keep the null embedding of sampling step i (tokens; SDXL: and pooled)."""
+        self.null_embeddings[i] = self.null.detach()[0]
+        if self.null_pooled is not None:
+            self.null_embeddings_pooled[i] = self.null_pooled.detach()[0]
 
     def artifact(self, full_state=None) -> tuple[dict[str, Tensor], dict[str, str]]:
         done = int(self.steps_done)
@@ -219,7 +258,8 @@ class NullTextStage(StageModule):
                 f"null-text inversion stopped after {done} of {self.num_steps} {unit}: no artifact "
                 f"written (rerun with resume=true to finish it)"
             )
-        nulls = self.null_embeddings if self.null_mode == "per_step" else self.null.detach()
+        per_step = self.null_mode == "per_step"
+        nulls = self.null_embeddings if per_step else self.null.detach()
         tensors = {
             "z_T": self.pivot_latents[-1].float(),
             "null_embeddings": nulls.float(),
@@ -227,6 +267,9 @@ class NullTextStage(StageModule):
             "inner_steps": self.inner_steps.cpu(),
             "losses": self.losses.cpu(),
         }
+        if self.null_pooled is not None:  # SDXL: the null pooled embedding of every step
+            pooled = self.null_embeddings_pooled if per_step else self.null_pooled.detach()
+            tensors["null_embeddings" + POOLED_SUFFIX] = pooled.float()
         s = self.settings
         metadata = make_metadata(
             self.stage,

@@ -6,6 +6,18 @@ and the spatial size of their maps. The public reference code hard-codes the siz
 Diffusion 1.x at 512 px ("<= 32x32", "16x16"); here every size is derived from the latent the UNet
 is denoising, and controllers speak in *fractions of the latent side* (`AttentionSite.scale`), so
 the same settings mean the same thing at 512 px, 768 px or on an 8x8 test latent.
+
+Where cross-attention sits (`cross_attention_scales` reads it from a diffusers UNet's config: down
+block k and up block n-1-k of n work at level k, the mid block at the deepest level n-1):
+
+    SD 1.x / 2.x   down 1, 1/2, 1/4   mid 1/8   up 1/4, 1/2, 1     (512 px: 64, 32, 16 | 8 maps)
+    SDXL 1.0       down 1/2, 1/4      mid 1/4   up 1/4, 1/2        (1024 px: 64, 32 maps)
+
+SDXL's first down block and last up block (level 0, the full 128x128 latent at 1024 px) have no
+attention; its level-1 blocks hold 2 transformer blocks per attention, its level-2 blocks and mid
+block 10. `base_model=tiny_sdxl` mirrors the first two levels (no attention at level 0, cross-
+attention at 1/2 in down, mid and up). A map's size is (ceil(H / 2^k), ceil(W / 2^k)) for an H x W
+latent, so a non-square latent gives non-square maps of the same aspect (`map_level`).
 """
 
 from __future__ import annotations
@@ -46,6 +58,25 @@ def map_level(
         if h * w < num_queries:
             break
     return None
+
+
+def cross_attention_scales(unet) -> dict[str, list[float]] | None:
+    """The map scales (fractions of the latent side, 2^-level) of a diffusers UNet's cross-
+    attention layers per place {"down": [...], "mid": [...], "up": [...]}, read from its
+    config (module docstring); None for a UNet without diffusers block types."""
+    config = getattr(unet, "config", None)
+    down = getattr(config, "down_block_types", None)
+    up = getattr(config, "up_block_types", None)
+    if down is None or up is None:
+        return None
+    n = len(down)
+    mid = getattr(config, "mid_block_type", None) or ""
+    levels = {
+        "down": [k for k, block in enumerate(down) if "CrossAttn" in block],
+        "mid": [n - 1] if "CrossAttn" in mid else [],
+        "up": [len(up) - 1 - j for j, block in enumerate(up) if "CrossAttn" in block],
+    }
+    return {place: sorted({2.0**-k for k in ks}, reverse=True) for place, ks in levels.items()}
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,27 @@ def check_prompt_lengths(tokenizer, prompts: Sequence[str]) -> None:
             )
 
 
+def check_same_tokens(tokenizers: Sequence, prompts: Sequence[str]) -> None:
+    """Refuse a prompt that the tokenizers of one model split into different tokens.
+
+    SDXL's token embeddings are both text encoders' hidden states concatenated per position
+    ([h1_j ; h2_j] at position j), so cross-attention key j is token j of both encodings only when
+    the two tokenizers split the prompt alike. SDXL 1.0's two CLIP tokenizers share the BPE
+    vocabulary, merges and lower-casing and differ only in the padding token ("<|endoftext|>" /
+    "!"), which comes after the end token, where no word is: what this relies on, and checks on the
+    unpadded token strings, so that word positions can be read from the first tokenizer alone.
+    """
+    first, *others = tokenizers
+    for prompt in prompts:
+        tokens = first.convert_ids_to_tokens(token_ids(first, prompt))
+        for other in others:
+            if other.convert_ids_to_tokens(token_ids(other, prompt)) != tokens:
+                raise UserInputError(
+                    f"the model's tokenizers split the prompt {prompt!r} into different tokens, so "
+                    f"its words have no single position in the attention maps: rephrase it"
+                )
+
+
 def words_indices(tokenizer, prompt: str, words: str | Sequence[str] | None) -> list[int]:
     """Token positions of several words of one prompt (None or () -> no positions)."""
     if words is None:

@@ -66,6 +66,9 @@ class Conditioning:
     def detach(self) -> Conditioning:
         return self._map(lambda f: f.detach())
 
+    def clone(self) -> Conditioning:
+        return self._map(lambda f: f.clone())
+
     @staticmethod
     def cat(conditions: Sequence[Conditioning]) -> Conditioning:
         """The conditions stacked along the batch; every one must carry the same fields."""
@@ -74,6 +77,25 @@ class Conditioning:
             raise ValueError("cannot batch conditions with different fields (pooled / time ids)")
         columns = zip(*(c.fields() for c in conditions))
         return Conditioning(*(None if col[0] is None else torch.cat(col) for col in columns))
+
+
+POOLED_SUFFIX = "_pooled"
+"""The artifact tensor of an embedding's pooled part is named `<tokens tensor name>_pooled`."""
+
+
+def embedding(tokens: Tensor, pooled: Tensor | None = None) -> Tensor | Conditioning:
+    """The condition of `tokens` [B, L, D] and, on SDXL, `pooled` [B, P]: the plain tensor when
+    there is no pooled part (SD-type models), else a `Conditioning`."""
+    return tokens if pooled is None else Conditioning(tokens, pooled)
+
+
+def text_embedding(
+    model, prompts: str | Sequence[str], what: str = "prompt"
+) -> Tensor | Conditioning:
+    """A `DiffusionModel`'s condition of `prompts` (`encode_condition`) as `embedding` gives it:
+    the token tensor [B, L, D] on SD-type models, (tokens, pooled [B, P]) on SDXL."""
+    cond = model.encode_condition([prompts] if isinstance(prompts, str) else list(prompts), what)
+    return embedding(cond.tokens, cond.pooled)
 
 
 def as_conditioning(cond: Tensor | Conditioning) -> Conditioning:

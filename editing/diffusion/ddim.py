@@ -30,6 +30,8 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
+from editing.diffusion.conditioning import Conditioning
+
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 """eps_theta(x_t, t): the (guided) noise prediction for sample x_t at integer timestep t."""
 
@@ -163,7 +165,8 @@ class Inversion:
             starts from latents[N - i] and ideally lands on latents[N - i - 1].
         uncond: [N or 1, L, D] or None: the unconditional embeddings to sample with (null-text
             inversion: one optimised embedding per step; negative-prompt inversion: the source
-            embedding); None means the embedding of "".
+            embedding); None means the embedding of "". On SDXL a `Conditioning` of those tokens
+            and their pooled embeddings [N or 1, P].
         prompt: the text the inversion was conditioned on.
         guidance_scale: the classifier-free guidance weight sampling from x_T should use (1: the
             plain inversion's own, unguided trajectory).
@@ -174,7 +177,7 @@ class Inversion:
     schedule: DDIMSchedule
     eps: Tensor | None = None
     latents: Tensor | None = None
-    uncond: Tensor | None = None
+    uncond: Tensor | Conditioning | None = None
     prompt: str = ""
     guidance_scale: float = 1.0
     diagnostics: dict[str, Tensor] = field(default_factory=dict)
@@ -193,7 +196,7 @@ class Inversion:
         return self.latents[len(self.latents) - 2 - i]
 
     def to(self, device: torch.device | str) -> Inversion:
-        def move(x: Tensor | None) -> Tensor | None:
+        def move(x: Tensor | Conditioning | None) -> Tensor | Conditioning | None:
             return None if x is None else x.to(device)
 
         return replace(

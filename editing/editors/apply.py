@@ -39,7 +39,7 @@ def check_conditioning(editor, model) -> None:
     ):
         raise UserInputError(
             f"method={name} does not run on SDXL yet (base model {model.name!r}); on SDXL use "
-            f"method=direct_inversion or method=blended_latent"
+            f"method=imagic, null_text_p2p, direct_inversion or blended_latent"
         )
     if getattr(model, "text_conditioned", True) or not getattr(editor, "text_condition", True):
         return

@@ -34,7 +34,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from editing.diffusion.conditioning import Conditioning, cat_conditions
+from editing.diffusion.conditioning import (
+    POOLED_SUFFIX,
+    Conditioning,
+    cat_conditions,
+    embedding,
+    text_embedding,
+)
 from editing.diffusion.noise import initial_noise
 from editing.diffusion.sampling import sample
 from editing.editors import settings
@@ -66,25 +72,9 @@ ETA_MAX = 2.0
 """The largest interpolation weight accepted: eta > 1 extrapolates past e_tgt (the public ports go
 to 1.2); far beyond, e_bar leaves the region of embeddings the text encoder produces."""
 
-
-POOLED_SUFFIX = "_pooled"
-"""An SDXL embedding `name` stores its pooled part [1, P] as the artifact tensor `name + "_pooled"`."""
-
 Embedding = Tensor | Conditioning
 """Imagic's text embedding: token embeddings [1, L, D], or on SDXL a `Conditioning` of tokens
 [1, L, D] and pooled [1, P] (no time ids: they follow the working size)."""
-
-
-def embedding(tokens: Tensor, pooled: Tensor | None = None) -> Embedding:
-    """The embedding of `tokens` [B, L, D] and, on SDXL, `pooled` [B, P]: the plain tensor when
-    there is no pooled part (SD-type models)."""
-    return tokens if pooled is None else Conditioning(tokens, pooled)
-
-
-def text_embedding(model: DiffusionModel, prompt: str, what: str = "prompt") -> Embedding:
-    """The model's embedding of `prompt` (`DiffusionModel.encode_condition`), batch 1."""
-    cond = model.encode_condition([prompt], what)
-    return embedding(cond.tokens, cond.pooled)
 
 
 def interpolate(e_tgt: Embedding, e_opt: Embedding, eta: float) -> Embedding:

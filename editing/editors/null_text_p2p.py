@@ -15,13 +15,18 @@ step: the optimised nulls then only keep the source branch on the image's trajec
 edits are guided as from a plain DDIM inversion (the source and target branches kept apart, as Ju
 et al. 2023 argue for). On the demo model the shared nulls deform the edit (docs/methods.md).
 On a pixel cascade the edit runs on the base stage and every result is then super-resolved with its
-own prompt by the pretrained SR stage (`editing.editors.apply.apply_editor`). Models whose
+own prompt by the pretrained SR stage (`editing.editors.apply.apply_editor`). On SDXL every
+condition carries its pooled embedding (the null-text artifact's per-step null pooled embeddings
+beside its null tokens; the "" and source conditions of the other inversions), the maps are those of
+SDXL's cross-attention layers (`editing.attention.site`) and words are found with the first
+tokenizer, refused when the second splits a prompt otherwise (`check_same_tokens`). Models whose
 attention is not plain softmax attention (DeepFloyd IF's joint self/cross "added KV" attention) are
 refused: Prompt-to-Prompt's maps are not defined there.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
@@ -32,7 +37,9 @@ from torch import Tensor
 from editing.attention import AttentionRefine, AttentionReplace, AttentionReweight, LocalBlend
 from editing.attention.blend import MAPS
 from editing.attention.processor import STANDARD_PROCESSORS
-from editing.attention.site import PLACES
+from editing.attention.site import PLACES, cross_attention_scales
+from editing.attention.words import check_same_tokens
+from editing.diffusion.conditioning import POOLED_SUFFIX, embedding, text_embedding
 from editing.diffusion.ddim import Inversion, make_schedule
 from editing.editors import settings
 from editing.editors.p2p_sampling import p2p_sample
@@ -81,6 +88,8 @@ class NullTextP2PEditor:
 
     # On a cascade, results are super-resolved afterwards (editing.editors.apply); not a setting.
     cascade_super_resolution: ClassVar[bool] = True
+    # Runs on SDXL: its conditions carry the pooled embedding (editing.editors.apply).
+    supports_sdxl: ClassVar[bool] = True
 
     # null_text (the artifact of stage=null_text, paper) | ddim (the paper's lower bound) |
     # negative_prompt (Miyake et al. 2023).
@@ -181,19 +190,25 @@ class NullTextP2PEditor:
             )
             check_weights(artifact, model)
             steps = int(artifact.number("num_inference_steps", int))
-            text_shape = tuple(model.encode_prompt([""]).shape[1:])  # [L, D]
-            artifact.require(
-                {
-                    "z_T": (1, *model.sample_shape(working_size(artifact.metadata, model))),
-                    "null_embeddings": (None, *text_shape),
-                    "timesteps": (steps,),
-                }
-            )
-            if artifact["null_embeddings"].shape[0] not in (1, steps):
-                raise UserInputError(
-                    f"{artifact.path} holds {artifact['null_embeddings'].shape[0]} null embeddings "
-                    f"for {steps} timesteps: re-run `train.py stage=null_text`"
-                )
+            empty = model.encode_condition([""])
+            shapes = {
+                "z_T": (1, *model.sample_shape(working_size(artifact.metadata, model))),
+                "null_embeddings": (None, *empty.tokens.shape[1:]),  # [N, L, D]
+                "timesteps": (steps,),
+            }
+            names = ["null_embeddings"]
+            if empty.pooled is not None:  # SDXL: the null pooled embeddings [N, P]
+                names.append("null_embeddings" + POOLED_SUFFIX)
+                shapes[names[-1]] = (None, *empty.pooled.shape[1:])
+            artifact.require(shapes)
+            for name in names:
+                if artifact[name].shape[0] not in (1, steps) or (
+                    artifact[name].shape[0] != artifact[names[0]].shape[0]
+                ):
+                    raise UserInputError(
+                        f"{artifact.path} holds {artifact[name].shape[0]} {name} for {steps} "
+                        f"timesteps: re-run `train.py stage=null_text`"
+                    )
             if artifact.metadata.get("steps_done") != str(steps):
                 raise UserInputError(
                     f"{artifact.path} is an unfinished null-text inversion "
@@ -208,7 +223,7 @@ class NullTextP2PEditor:
             return Inversion(
                 x_T=artifact["z_T"],
                 schedule=schedule,
-                uncond=artifact["null_embeddings"],
+                uncond=embedding(*(artifact[name] for name in names)),
                 prompt=artifact.metadata["source_prompt"],
                 guidance_scale=float(artifact.number("guidance_scale")),
             )
@@ -218,15 +233,17 @@ class NullTextP2PEditor:
             )
         source = require_text(inputs.source_prompt, "source_prompt", allow_empty=True)
         schedule = make_schedule(model.scheduler, self.num_inference_steps).to(model.device)
-        cond = model.encode_prompt([source], "source_prompt")
+        cond = text_embedding(model, source, "source_prompt")
         z0 = model.encode_image(inputs.image.pixels.to(model.device))
         inversion = invert(model, z0, cond, schedule, source, progress=True)
-        uncond = cond if self.inversion == "negative_prompt" else model.encode_prompt([""])
+        uncond = cond if self.inversion == "negative_prompt" else text_embedding(model, "")
         return replace(inversion, uncond=uncond, guidance_scale=self.guidance_scale)
 
     # ---------------------------------------------------------------------------- controllers
     def controller(self, model, prompts: list[str]):
-        """The Prompt-to-Prompt controller for [source, *edits] (all of one kind)."""
+        """The Prompt-to-Prompt controller for [source, *edits] (all of one kind); token
+        positions from the model's first tokenizer (`check_same_tokens`: the same on SDXL's)."""
+        check_same_tokens(model.tokenizers, prompts)
         tokenizer = model.tokenizer
         local_blend = None
         if self.blend_words:
@@ -253,6 +270,23 @@ class NullTextP2PEditor:
             )
         return base
 
+    def check_blend_layers(self, model) -> None:
+        """Refuse, before any inversion, LocalBlend maps of a side that no cross-attention layer in
+        `blend_places` has (e.g. blend_resolution=0.25 on tiny_sdxl, whose cross-attention maps
+        are all 1/2 of the latent side; SDXL 1.0 has 1/2 and 1/4)."""
+        scales = cross_attention_scales(model.unet)
+        if not self.blend_words or scales is None:
+            return
+        wanted, places = self.blend["resolution"], self.blend["places"]
+        if any(math.isclose(wanted, s) for p in places for s in scales[p]):
+            return
+        have = "; ".join(f"{p}: {', '.join(f'{s:g}' for s in scales[p]) or 'none'}" for p in PLACES)
+        raise UserInputError(
+            f"method.blend_resolution={wanted:g} matches no cross-attention layer in "
+            f"blend_places={list(places)} of base model {model.name!r}, whose maps have sides "
+            f"(fractions of the latent side) {have}"
+        )
+
     def groups(self, model, source: str, targets: list[str]) -> list[list[str]]:
         """Targets grouped by controller kind (one batch each; `auto` splits swaps from additions)."""
         if self.edit != "auto":
@@ -271,6 +305,7 @@ class NullTextP2PEditor:
                 f"{', '.join(sorted(odd))} attention, not the plain softmax attention "
                 f"Prompt-to-Prompt edits; use method=imagic or method=direct_inversion"
             )
+        self.check_blend_layers(model)
         targets = self.target_prompts or ([inputs.target_prompt] if inputs.target_prompt else [])
         for k, t in enumerate(targets):
             require_text(t, f"target prompt {k + 1}")
@@ -280,7 +315,7 @@ class NullTextP2PEditor:
         inv = self.invert(model, inputs)
         for t in targets:
             model.encode_prompt([t], "target_prompt")  # refuses over-long prompts early
-        edit_uncond = model.encode_prompt([""]) if self.edit_null == "empty" else None
+        edit_uncond = text_embedding(model, "") if self.edit_null == "empty" else None
         results: list[EditResult] = []
         recon = None
         # 2. One batched Prompt-to-Prompt run per controller kind: [source, *edits].

@@ -13,6 +13,10 @@ with the attention controller rewriting the edited branches' attention maps insi
 The edited branches' null*_i are the source's null_i (the reference code: one optimised null per
 step for every branch) unless `edit_uncond_embeddings` gives their own (e.g. the embedding of "":
 the null-text nulls then only keep the source branch on the image's trajectory).
+
+On SDXL every condition is a `Conditioning`: C and null_i carry their pooled embeddings ([P] per
+prompt; a null-text inversion's null pooled embeddings per step, [N, P]), batched with the tokens in
+the same [uncond; cond] order, and the time ids follow the working size.
 """
 
 from __future__ import annotations
@@ -25,30 +29,38 @@ from torch import Tensor
 from editing.attention.controller import AttentionController
 from editing.attention.processor import attention_control
 from editing.diffusion.cfg import classifier_free_guidance
+from editing.diffusion.conditioning import Conditioning, as_conditioning, embedding
 from editing.diffusion.ddim import DDIMSchedule
 from editing.diffusion.denoise import denoise
 from editing.models.diffusion_model import DiffusionModel
 
 
 def _uncond_per_step(
-    model: DiffusionModel, uncond_embeddings: Tensor | None, num_steps: int, name: str = ""
-) -> Tensor:
-    """The unconditional embedding of every step: [N, L, D] (or [1, L, D] when constant)."""
+    model: DiffusionModel,
+    uncond_embeddings: Tensor | Conditioning | None,
+    num_steps: int,
+    name: str = "",
+) -> Conditioning:
+    """The unconditional condition of every step: tokens [N, L, D] (or [1, L, D] when constant),
+    with pooled [N or 1, P] on SDXL."""
     if uncond_embeddings is None:
-        return model.encode_prompt([""])
-    if uncond_embeddings.dim() == 2:
-        return uncond_embeddings.unsqueeze(0)
-    if uncond_embeddings.dim() == 3 and uncond_embeddings.shape[0] in (1, num_steps):
-        return uncond_embeddings
+        return model.encode_condition([""])
+    if isinstance(uncond_embeddings, Tensor) and uncond_embeddings.dim() == 2:
+        uncond_embeddings = uncond_embeddings.unsqueeze(0)
+    uncond = as_conditioning(uncond_embeddings)
+    rows = {f.shape[0] for f in uncond.fields() if f is not None}
+    if uncond.tokens.dim() == 3 and len(rows) == 1 and rows <= {1, num_steps}:
+        return uncond
     raise ValueError(
-        f"{name}uncond_embeddings must be [L, D] or [N, L, D] with N = {num_steps} sampling steps, "
-        f"got {tuple(uncond_embeddings.shape)}"
+        f"{name}uncond_embeddings must be [L, D] or [N, L, D] (pooled [N, P]) with N = "
+        f"{num_steps} sampling steps, got {[tuple(f.shape) for f in uncond.fields() if f is not None]}"
     )
 
 
-def _at(per_step: Tensor, i: int) -> Tensor:
-    """Step i's embedding [1, L, D] of a [N, L, D] or constant [1, L, D] table."""
-    return per_step[i if per_step.shape[0] > 1 else 0].unsqueeze(0)
+def _at(per_step: Conditioning, i: int) -> Conditioning:
+    """Step i's condition (batch 1) of a per-step table of N rows or a constant one of 1."""
+    j = i if per_step.batch > 1 else 0
+    return per_step[j : j + 1]
 
 
 @torch.no_grad()
@@ -59,9 +71,9 @@ def p2p_sample(
     controller: AttentionController | None,
     schedule: DDIMSchedule,
     guidance_scale: float,
-    uncond_embeddings: Tensor | None = None,
+    uncond_embeddings: Tensor | Conditioning | None = None,
     generator: torch.Generator | None = None,
-    edit_uncond_embeddings: Tensor | None = None,
+    edit_uncond_embeddings: Tensor | Conditioning | None = None,
 ) -> Tensor:
     """Sample [source, edit_1, ..., edit_K] from one x_T with attention control.
 
@@ -74,7 +86,8 @@ def p2p_sample(
         schedule: the DDIM schedule (the one the inversion used, for reconstruction).
         guidance_scale: w of classifier-free guidance (SD default 7.5).
         uncond_embeddings: null-text embeddings: [N, L, D] one per sampling step (null-text
-            inversion), [L, D] for all steps, or None for the embedding of "".
+            inversion), [L, D] for all steps, or None for the embedding of ""; on SDXL a
+            `Conditioning` of tokens [N or 1, L, D] and pooled [N or 1, P].
         generator: unused; deterministic DDIM (eta = 0) draws no noise. Kept so that callers
             need not change when stochastic sampling is added.
         edit_uncond_embeddings: the edited branches' unconditional embeddings, in the same forms
@@ -98,19 +111,20 @@ def p2p_sample(
     if x_T.dim() != 4 or x_T.shape[0] != 1:
         raise ValueError(f"x_T must be [1, C, h, w], got {tuple(x_T.shape)}")
 
-    # 1. Text embeddings, once: C for every prompt [P, L, D]; per step [N or 1, L, D] the source's
-    #    null_i and the edits' null*_i (the source's unless given).
-    cond = model.encode_prompt(list(prompts))
-    uncond = _uncond_per_step(model, uncond_embeddings, num_steps).to(cond)
+    # 1. Text conditions, once: C for every prompt [P, L, D]; per step [N or 1, L, D] the source's
+    #    null_i and the edits' null*_i (the source's unless given); SDXL: with their pooled [., P].
+    cond = model.encode_condition(list(prompts))
+    uncond = _uncond_per_step(model, uncond_embeddings, num_steps).to(cond.tokens)
     edit_uncond = (
         uncond
         if edit_uncond_embeddings is None
-        else _uncond_per_step(model, edit_uncond_embeddings, num_steps, "edit_").to(cond)
+        else _uncond_per_step(model, edit_uncond_embeddings, num_steps, "edit_").to(cond.tokens)
     )
-    embeddings = [  # [2P, L, D] per step: [null_i, null*_i x K; C, C*_1 .. C*_K]
-        torch.cat([_at(uncond, i), _at(edit_uncond, i).expand(num_prompts - 1, -1, -1), cond])
-        for i in range(max(len(uncond), len(edit_uncond)))
+    rows = [  # [2P, ...] per step: [null_i, null*_i x K; C, C*_1 .. C*_K]
+        Conditioning.cat([_at(uncond, i), _at(edit_uncond, i).expand(num_prompts - 1), cond])
+        for i in range(max(uncond.batch, edit_uncond.batch))
     ]
+    embeddings = [embedding(c.tokens, c.pooled) for c in rows]  # SD-type: the token tensor
 
     # 2. Every branch starts from the same x_T.
     x = x_T.expand(num_prompts, *x_T.shape[1:]).clone()

@@ -201,6 +201,11 @@ class DiffusionModel(nn.Module):
         return self.sample_shape()
 
     @property
+    def tokenizers(self) -> tuple:
+        """Every tokenizer whose tokens the UNet's cross-attention keys are (one here; SDXL: two)."""
+        return (self.tokenizer,)
+
+    @property
     def max_prompt_tokens(self) -> int:
         return int(self.tokenizer.model_max_length)
 

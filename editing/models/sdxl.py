@@ -129,6 +129,11 @@ class SDXLModel(DiffusionModel):
         return sdxl_pooled_dim(self.unet)
 
     @property
+    def tokenizers(self) -> tuple:
+        """Both tokenizers: key j of cross-attention is token j of both encodings."""
+        return (self.tokenizer, self.tokenizer_2)
+
+    @property
     def max_prompt_tokens(self) -> int:
         return min(int(self.tokenizer.model_max_length), int(self.tokenizer_2.model_max_length))
 

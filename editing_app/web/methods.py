@@ -9,8 +9,8 @@ Latent Diffusion on latent models. The sliders of the page override the edit set
 
 The page offers only the methods the loaded model runs (`offered_methods`): the check is edit.py's
 own (`editing.editors.apply.check_conditioning`, on the editor class with the plan's settings), so
-on SDXL Null-text + Prompt-to-Prompt is not offered, and on an unconditional model no method that
-conditions on text is.
+a method whose editor does not run on SDXL is not offered there (today every family runs), and
+on an unconditional model no method that conditions on text is.
 """
 
 from __future__ import annotations

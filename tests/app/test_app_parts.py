@@ -335,8 +335,7 @@ def test_the_session_root_must_hold_only_the_apps_files(tmp_path):
 
 
 def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model, demo_model):
-    """SDXL: no Null-text + Prompt-to-Prompt (edit.py refuses it there); Blended is the latent one.
-    A pixel text model: every method."""
+    """SDXL: every method, Blended as the latent one. A pixel text model: every method."""
     from editing_app.web.methods import METHOD_LABELS, method_plan, offered_methods
 
     def offered(model, base_model):
@@ -345,7 +344,7 @@ def test_the_page_offers_only_the_methods_the_model_runs(tiny_sdxl_model, demo_m
         return offered_methods(plans, model), plans
 
     labels, plans = offered(tiny_sdxl_model, "sdxl")
-    assert list(labels) == ["Direct Inversion", "Imagic", "Blended Diffusion"]
+    assert list(labels) == list(METHOD_LABELS)
     assert plans[labels["Blended Diffusion"]].method == "blended_latent"
     assert offered(demo_model.diffusion, "demo")[0] == METHOD_LABELS
 

@@ -201,7 +201,7 @@ def test_an_artifact_without_the_key_is_an_sd_one(tiny_model, tmp_path):
     load_artifact(path, "imagic_embed", expect=model_metadata(tiny_model))
 
 
-@pytest.mark.parametrize("method", ["null_text_p2p", "blended"])
+@pytest.mark.parametrize("method", ["blended"])
 def test_methods_not_yet_on_sdxl_are_refused_in_one_line(method, tiny_sdxl_model):
     import hydra
 
@@ -226,15 +226,16 @@ def test_train_py_refuses_stages_not_on_sdxl(wide_photo, tmp_path):
     cfg = compose_config(
         "train",
         [
-            "stage=null_text",
-            "source_prompt=a square",
+            "stage=imagic_cascade",
             "base_model=tiny_sdxl",
             f"image={wide_photo}",
             "target_prompt=a cat",
             f"output_dir={tmp_path / 'ckpt'}",
         ],
     )
-    with pytest.raises(UserInputError, match="do not run on SDXL yet") as err:
+    with pytest.raises(
+        UserInputError, match=r"\(ImagicSRFinetuneStage\) do not run on SDXL yet"
+    ) as err:
         train.train(cfg)
     assert "\n" not in str(err.value)
     assert not list((tmp_path / "ckpt").glob("*.safetensors"))
@@ -256,7 +257,9 @@ def test_a_cached_inversion_is_recomputed_when_the_vae_precision_changes(
     assert read_metadata(tmp_path / f"{STAGE}.safetensors")["vae_precision"] == "bfloat16"
 
 
-@pytest.mark.parametrize("method", ["direct_inversion", "blended_latent", "imagic"])
+@pytest.mark.parametrize(
+    "method", ["direct_inversion", "blended_latent", "imagic", "null_text_p2p"]
+)
 def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
     from editing_app.evaluation.runner import run_suite
 
@@ -267,6 +270,10 @@ def test_the_evaluation_runner_edits_on_sdxl(method, tmp_path):
             "method.num_inference_steps=2",
             "method.seeds=[0]",
             'train_overrides=["stage.embed.num_steps=2","stage.finetune.num_steps=2"]',
+        ],
+        "null_text_p2p": [
+            "method.num_inference_steps=2",
+            'train_overrides=["stage.num_inference_steps=2","stage.num_inner_steps=1"]',
         ],
     }[method]
     out = tmp_path / "out"
