@@ -18,8 +18,8 @@ measured against each.
 
 SDXL (`sdxl_model`, 3.5B parameters, random weights) runs the scripts of the methods that run on
 it (`SDXL_SCRIPTS`): Imagic (embedding, full and LoRA fine-tunes; LoRA is its default),
-Direct Inversion, Blended Latent Diffusion (no pixel model beside it) and `benchmarks.memory` on
-Imagic's stages. Its design target is each stage under 24 GB with the memory switches on (the
+null-text inversion + Prompt-to-Prompt, Direct Inversion, Blended Latent Diffusion (no pixel model beside it) and `benchmarks.memory` on
+Imagic's and null-text's stages. Its design target is each stage under 24 GB with the memory switches on (the
 best row of each stage's memory table, and the inference methods' own peaks). Each of its
 processes builds the full model, so it is best run on its own: `--only sdxl` with its own
 `--budget`.
@@ -68,7 +68,7 @@ class Architecture:
 
 
 LATENT_SCRIPTS = ("imagic", "null_text", "direct_inversion", "blended", "memory")
-SDXL_SCRIPTS = ("imagic", "direct_inversion", "blended", "memory")
+SDXL_SCRIPTS = LATENT_SCRIPTS
 """The scripts of the methods that run on SDXL."""
 
 ARCHITECTURES: list[Architecture] = [
@@ -208,6 +208,7 @@ TARGETS = [
             ("Imagic embedding, best switch", "memory imagic embed"),
             ("Imagic full fine-tune, best switch", "memory imagic finetune-full"),
             ("Imagic LoRA fine-tune, best switch", "memory imagic finetune-lora"),
+            ("null-text inversion, best switch", "memory null-text"),
             ("Direct Inversion edit", "direct inversion edit"),
             ("Blended Latent, 4 candidates", "blended latent"),
         )

@@ -32,15 +32,15 @@ def test_the_reduced_gpu_check_runs_one_architecture(tmp_path):
 
 
 def test_the_reduced_gpu_check_runs_sdxl(tmp_path):
-    # SDXL's slot (tiny_sdxl): Imagic, Direct Inversion, Blended Latent (no pixel model), memory.
+    # SDXL's slot (tiny_sdxl): every latent method (Blended: no pixel model beside it), memory.
     jobs = _reduced_check(tmp_path, ["tiny_sdxl"])
     rows = {j.run.benchmark: j.run.rows for j in jobs}
-    assert list(rows) == ["imagic", "direct_inversion", "blended", "memory"]
+    assert list(rows) == ["imagic", "null_text", "direct_inversion", "blended", "memory"]
     assert all(r.setting.split()[0] == "tiny_sdxl" for rs in rows.values() for r in rs)
     assert {r.benchmark for r in rows["blended"]} == {"blended latent", "blended latent ranked"}
     memory = {(r.benchmark, r.setting) for r in rows["memory"]}
     switches = ("none", "checkpointing", "half weights")
-    assert memory == {("memory imagic embed", f"tiny_sdxl {s}") for s in switches}
+    assert memory == {("memory null-text", f"tiny_sdxl {s}") for s in switches}
     assert (
         "| SDXL 1024 px | direct inversion edit | tiny_sdxl cpu 32-true 2+2 |"
         in (tmp_path / "check.md").read_text()
@@ -53,14 +53,24 @@ def test_memory_stages_follow_the_methods_of_an_architecture():
     imagic = ["imagic embed", "imagic finetune-full", "imagic finetune-lora"]
     assert gpu_check.memory_stages(gpu_check.LATENT_SCRIPTS, False) == [*imagic, "null-text"]
     assert gpu_check.memory_stages(gpu_check.LATENT_SCRIPTS, True) == ["null-text"]
-    assert gpu_check.memory_stages(gpu_check.SDXL_SCRIPTS, False) == imagic
-    assert gpu_check.memory_stages(gpu_check.SDXL_SCRIPTS, True) == ["imagic embed"]
-    with_null_text = (*gpu_check.SDXL_SCRIPTS, "null_text")
-    assert gpu_check.memory_stages(with_null_text, False) == [*imagic, "null-text"]
+    assert gpu_check.memory_stages(gpu_check.SDXL_SCRIPTS, False) == [*imagic, "null-text"]
+    without_null_text = tuple(s for s in gpu_check.SDXL_SCRIPTS if s != "null_text")
+    assert gpu_check.memory_stages(without_null_text, False) == imagic
+    assert gpu_check.memory_stages(without_null_text, True) == ["imagic embed"]
     stages = [s for names in gpu_check.MEMORY_STAGES.values() for s in names]
     assert sorted(stages) == sorted(memory.STAGES)
     argv = gpu_check.script_argv("memory", "sdxl", "cuda", False, gpu_check.SDXL_SCRIPTS)
-    assert argv == ["--arch", "sdxl", "--device", "cuda", "--stages", *imagic, "--steps", "2"]
+    assert argv == [
+        "--arch",
+        "sdxl",
+        "--device",
+        "cuda",
+        "--stages",
+        *imagic,
+        "null-text",
+        "--steps",
+        "2",
+    ]
     sdxl = next(a for a in gpu_check.ARCHITECTURES if a.full == "sdxl")
     assert (sdxl.label, sdxl.reduced, sdxl.scripts) == (
         "SDXL 1024 px",
