@@ -4,10 +4,11 @@ A per-image stage is one pass over an unsized stream of per-step batches (`max_e
 Lightning's own bar reads "Epoch 0" with an unknown total. `StageProgressBar` shows instead
 `imagic_embed: 40/1000 [...]`: the stage's name and the number of batches it runs in all, from
 the datamodule's `num_steps` (the stream's length) capped by the Trainer's `max_steps` (one batch
-per optimizer step under automatic optimisation, or in a stage that takes one step per batch). A resumed run starts the bar at the batches
-already done. The bar redraws at most every `min_interval` seconds (and at the last batch), as
-plain tqdm does, instead of after every batch: a redraw with its metrics costs a fraction of a
-millisecond, a noticeable share of a tiny model's step.
+per optimizer step under automatic optimisation, and in a stage that takes one step per batch
+itself). A resumed run starts the bar at the batches already done. The bar redraws at most every
+`min_interval` seconds (and at the last batch), as plain tqdm does, instead of after every batch:
+a redraw with its metrics costs a fraction of a millisecond, a noticeable share of a tiny model's
+step.
 """
 
 from __future__ import annotations
