@@ -4,10 +4,11 @@ A per-image stage is one pass over an unsized stream of per-step batches (`max_e
 Lightning's own bar reads "Epoch 0" with an unknown total. `StageProgressBar` shows instead
 `imagic_embed: 40/1000 [...]`: the stage's name and the number of batches it runs in all, from
 the datamodule's `num_steps` (the stream's length) capped by the Trainer's `max_steps` (one batch
-per optimizer step under automatic optimisation). A resumed run starts the bar at the batches
-already done. The bar redraws at most every `min_interval` seconds (and at the last batch), as
-plain tqdm does, instead of after every batch: a redraw with its metrics costs a fraction of a
-millisecond, a noticeable share of a tiny model's step.
+per optimizer step under automatic optimisation, and in a stage that takes one step per batch
+itself). A resumed run starts the bar at the batches already done. The bar redraws at most every
+`min_interval` seconds (and at the last batch), as plain tqdm does, instead of after every batch:
+a redraw with its metrics costs a fraction of a millisecond, a noticeable share of a tiny model's
+step.
 """
 
 from __future__ import annotations
@@ -27,8 +28,14 @@ def stage_total_batches(trainer: Trainer, pl_module: LightningModule | None = No
     stream = getattr(trainer.datamodule, "num_steps", None)
     if isinstance(stream, int) and stream >= 0:
         bounds.append(stream)
+    # max_steps counts optimizer steps: batches under automatic optimisation (one step per
+    # accumulation) and for stages that take one step per batch themselves.
     automatic = pl_module is None or pl_module.automatic_optimization
-    if automatic and trainer.max_steps is not None and trainer.max_steps >= 0:
+    if (
+        (automatic or getattr(pl_module, "one_step_per_batch", False))
+        and trainer.max_steps is not None
+        and trainer.max_steps >= 0
+    ):
         bounds.append(trainer.max_steps * max(1, trainer.accumulate_grad_batches))
     sized = trainer.num_training_batches
     if isinstance(sized, int) or (isinstance(sized, float) and not math.isinf(sized)):

@@ -26,6 +26,9 @@ def quiet_warnings() -> None:
         r"Found \d+ module\(s\) in eval mode",  # frozen base models are eval by design
         r".*litlogger.*",
         r".*does not have many workers.*",
+        # manually optimised stages checkpoint after their step, with the datamodule's next step,
+        # as automatic optimisation does: the state a resume continues from
+        r"Using ModelCheckpoint with manual optimization",
     ):
         warnings.filterwarnings("ignore", message=message)
 

@@ -41,6 +41,7 @@ from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from editing.models.unet_weights import DEFAULT_LORA_TARGETS
 from lightning_modules.base import StageModule, log_if_due, make_optimizer
+from lightning_modules.single_step import SingleStepOptimization
 from lightning_modules.unet_finetune import (
     UnetFinetune,
     check_finetune_settings,
@@ -48,8 +49,9 @@ from lightning_modules.unet_finetune import (
 )
 
 
-class _ImagicStage(StageModule):
-    """What both Imagic stages share: the image, e_tgt, the loss, previews."""
+class _ImagicStage(SingleStepOptimization, StageModule):
+    """What both Imagic stages share: the image, e_tgt, the loss and its optimiser step (one per
+    batch, `SingleStepOptimization`), previews."""
 
     def __init__(
         self,
@@ -86,7 +88,7 @@ class _ImagicStage(StageModule):
         emb = expand_condition(self.condition(), b)
         loss = denoising_loss(self.model, z0, emb, t, noise)
         log_if_due(self, "loss", loss, prog_bar=True)
-        return loss
+        return self.step_on(loss)
 
     def metadata(self, **extra) -> dict[str, str]:
         return make_metadata(

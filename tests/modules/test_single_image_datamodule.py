@@ -45,3 +45,39 @@ def test_rank_changes_the_stream(image_path):
     a, b = next(iter(r0.train_dataloader())), next(iter(r1.train_dataloader()))
     assert not torch.equal(a["noise"], b["noise"])
     assert r0.image.pixels.shape == (1, 3, 32, 32)
+
+
+def test_noise_of_a_step_does_not_depend_on_where_the_stream_starts(image_path):
+    # blocks of 3 steps: a stream started mid-block or at a block boundary yields exactly the
+    # batches of the uninterrupted stream, and draw_noise gives the same batch for one step
+    whole = list(_dm(image_path, seed=4, num_steps=8, noise_block_steps=3).train_dataloader())
+    for start in (1, 3, 4, 7):
+        resumed = _dm(image_path, seed=4, num_steps=8, noise_block_steps=3)
+        resumed.load_state_dict({"next_step": start})
+        rest = list(resumed.train_dataloader())
+        assert [int(b["step"]) for b in rest] == list(range(start, 8))
+        for a, b in zip(whole[start:], rest):
+            assert torch.equal(a["t"], b["t"]) and torch.equal(a["noise"], b["noise"])
+    single = draw_noise(4, 0, 5, 2, (4, 8, 8), (0, 999), block_steps=3)
+    assert torch.equal(single["noise"], whole[5]["noise"]) and torch.equal(
+        single["t"], whole[5]["t"]
+    )
+    assert whole[5]["noise"].shape == (2, 4, 8, 8) and whole[5]["t"].shape == (2,)
+    # every step of a block gets its own draws
+    assert not any(torch.equal(whole[k]["noise"], whole[k + 1]["noise"]) for k in range(7))
+
+
+def test_noise_is_drawn_once_per_block(image_path, monkeypatch):
+    import datamodules.single_image as single_image
+
+    blocks = []
+    draw = single_image.draw_noise_block
+    monkeypatch.setattr(
+        single_image,
+        "draw_noise_block",
+        lambda seed, rank, block, *args: blocks.append(block) or draw(seed, rank, block, *args),
+    )
+    dm = _dm(image_path, num_steps=10, noise_block_steps=4)
+    dm.load_state_dict({"next_step": 2})
+    assert len(list(dm.train_dataloader())) == 8
+    assert blocks == [0, 1, 2]  # steps 2-3, 4-7, 8-9
