@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from demo_world.render import render
@@ -92,4 +93,39 @@ class ShapesDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+        )
+
+
+class ShapesPairStream(ShapesStream):
+    """Stream of {"image": [3, R, R], "low_res": [3, r, r] (both in [-1, 1]), "caption"}."""
+
+    def __init__(self, resolution=64, low_resolution=32, seed=0, rank=0, two_object_prob=0.3):
+        super().__init__(resolution, seed, rank, two_object_prob)
+        self.low_resolution = low_resolution
+
+    def sample(self, k: int) -> dict[str, Tensor | str]:
+        rng = np.random.default_rng([self.seed, self.rank, k])
+        scene = sample_scene(rng, two_object_prob=self.two_object_prob)
+        state = rng.bit_generator.state
+        high = render(scene, self.resolution, rng)
+        rng.bit_generator.state = state  # the low-res render makes the same draws
+        low = render(scene, self.low_resolution, rng)
+
+        def tensor(pixels: np.ndarray) -> Tensor:
+            return torch.from_numpy(pixels).permute(2, 0, 1).float() / 127.5 - 1.0
+
+        return {"image": tensor(high), "low_res": tensor(low), "caption": caption(scene)}
+
+
+class ShapesPairDataModule(ShapesDataModule):
+    """`ShapesDataModule` yielding (64 px, 32 px) renders of each scene (`ShapesPairStream`)."""
+
+    def __init__(self, resolution=64, low_resolution=32, batch_size=16, seed=0, num_workers=0):
+        super().__init__(resolution, batch_size, seed, num_workers)
+        self.low_resolution = low_resolution
+
+    def setup(self, stage: str | None = None) -> None:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        self.dataset = ShapesPairStream(
+            self.resolution, self.low_resolution, self.seed, rank, self.two_object_prob
         )

@@ -20,53 +20,15 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from demo_world.demo_sr import build_demo_sr
-from demo_world.render import render
-from demo_world.scene import caption, sample_scene
-from demo_world.shapes_datamodule import ShapesDataModule, ShapesStream
+from demo_world.shapes_datamodule import ShapesPairStream
 from editing.diffusion.objectives import denoising_loss
 from editing.io.edit_inputs import Inputs
 from editing.models.diffusion_model import DiffusionModel
 from lightning_modules.base import PretrainStage
-
-
-class ShapesPairStream(ShapesStream):
-    """Stream of {"image": [3, R, R], "low_res": [3, r, r] (both in [-1, 1]), "caption"}."""
-
-    def __init__(self, resolution=64, low_resolution=32, seed=0, rank=0, two_object_prob=0.3):
-        super().__init__(resolution, seed, rank, two_object_prob)
-        self.low_resolution = low_resolution
-
-    def sample(self, k: int) -> dict[str, Tensor | str]:
-        rng = np.random.default_rng([self.seed, self.rank, k])
-        scene = sample_scene(rng, two_object_prob=self.two_object_prob)
-        state = rng.bit_generator.state
-        high = render(scene, self.resolution, rng)
-        rng.bit_generator.state = state  # the low-res render makes the same draws
-        low = render(scene, self.low_resolution, rng)
-
-        def tensor(pixels: np.ndarray) -> Tensor:
-            return torch.from_numpy(pixels).permute(2, 0, 1).float() / 127.5 - 1.0
-
-        return {"image": tensor(high), "low_res": tensor(low), "caption": caption(scene)}
-
-
-class ShapesPairDataModule(ShapesDataModule):
-    """`ShapesDataModule` yielding (64 px, 32 px) renders of each scene (`ShapesPairStream`)."""
-
-    def __init__(self, resolution=64, low_resolution=32, batch_size=16, seed=0, num_workers=0):
-        super().__init__(resolution, batch_size, seed, num_workers)
-        self.low_resolution = low_resolution
-
-    def setup(self, stage: str | None = None) -> None:
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        self.dataset = ShapesPairStream(
-            self.resolution, self.low_resolution, self.seed, rank, self.two_object_prob
-        )
 
 
 class PretrainDemoSRStage(PretrainStage):

@@ -9,8 +9,8 @@ from helpers import compose_config
 
 from demo_world.render import render
 from demo_world.scene import caption, sample_scene
+from demo_world.shapes_datamodule import ShapesPairStream
 from editing.errors import UserInputError
-from lightning_modules.pretrain_sr import ShapesPairStream
 
 
 def test_pairs_are_two_renders_of_one_scene():
@@ -56,3 +56,26 @@ def test_pretrain_demo_sr_exports_a_loadable_cascade(tmp_path):
     model = load_demo_cascade(base, path)
     assert model.resolution == 32 and model.sr.resolution == 64 and model.sr.noise_level == 100
     assert model.sr.name == "demo_sr" and not model.sr.learned_variance
+
+
+def test_sr_quality_scores_the_sr_stage_beside_bilinear():
+    from demo_world.demo_model import build_demo_model
+    from demo_world.demo_sr import build_demo_sr
+    from demo_world.sr_quality import HELD_OUT_SEED, evaluate
+    from editing.models.cascade import upsample
+
+    base = build_demo_model(block_out_channels=(8, 16), text_width=32, text_layers=1)
+    sr = build_demo_sr(base, block_out_channels=(8, 16), attention_levels=1)
+    results = evaluate(base, sr, n=3, num_inference_steps=2, batch_size=2)
+
+    pairs = [ShapesPairStream(64, 32, seed=HELD_OUT_SEED).sample(k) for k in range(3)]
+    high = torch.stack([p["image"] for p in pairs])
+    bilinear = upsample(torch.stack([p["low_res"] for p in pairs]), 64).clamp(-1, 1)
+    assert results["bilinear"]["mse"] == pytest.approx((bilinear - high).pow(2).mean().item())
+    assert 0 < results["bilinear"]["mse"] < 0.01  # the 32 px render is the 64 px one, blurred
+    assert results["bilinear"]["colour"] == 1.0  # the oracle reads the upsampled renders
+    assert results["sr"]["mse"] > 10 * results["bilinear"]["mse"]  # an untrained stage: noise
+    assert set(results["sr"]) == {"n", "mse", "colour", "shape", "size", "position"} | {
+        "background",
+        "count",
+    }
