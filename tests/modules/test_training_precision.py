@@ -6,8 +6,9 @@ under half precision differs from the fp32 step only where half-precision roundi
 forward and backward passes flips the sign of (or nearly zeroes) a gradient component; the
 relative L2 difference of the two steps is about 2 sqrt(fraction flipped). fp16 (11-bit
 significand) keeps gradients within ~1 % and flips under 0.6 % of components on the tiny model:
-relative difference <= 0.07, tolerance 0.1. bf16 (8-bit significand, 8x coarser) flips up to 8 %
-of null-text's and 1 % of the UNet's components: <= 0.20, tolerance 0.3. The bug these tests
+relative difference <= 0.07, tolerance 0.1. bf16 (8-bit significand, 8x coarser) flips or zeroes
+up to 13 % of null-text's components (relative difference 0.30 under bf16-mixed on one thread)
+and 1 % of the UNet's and the embedding's (<= 0.19): tolerance 0.4. The bug these tests
 hold off (half weights updated in place) leaves ~97 % of the weights unchanged: a relative
 difference near 1 and a changed fraction far below the fp32 step's. Results are deterministic
 (seeded draws, one thread), so the margins are not about flakiness.
@@ -38,7 +39,7 @@ from lightning_modules.imagic import ImagicEmbedStage, ImagicFinetuneStage
 from lightning_modules.null_text import NullTextStage
 
 PROMPT = "a red circle"
-BF16_TOLERANCE = 0.3
+BF16_TOLERANCE = 0.4
 FP16_TOLERANCE = 0.1
 # (base_model.dtype, trainer.precision) pairs that train; the fp32 run is the reference.
 SETTINGS = [
