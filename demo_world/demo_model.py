@@ -23,9 +23,10 @@ ASSETS = ASSETS_DIR / "demo"
 DEMO_MODEL_DIR = ASSETS / "model"
 
 
-def demo_scheduler() -> DDIMScheduler:
+def demo_scheduler(prediction_type: str = "epsilon") -> DDIMScheduler:
     """DDPM's linear betas (1e-4 .. 0.02, 1000 steps): a terminal SNR near zero, so pixel images
-    with large flat areas (the world's backgrounds) do not leak through x_T."""
+    with large flat areas (the world's backgrounds) do not leak through x_T. `prediction_type`:
+    what the UNet predicts, "epsilon" or "v_prediction"."""
     return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=1e-4,
@@ -34,7 +35,7 @@ def demo_scheduler() -> DDIMScheduler:
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
-        prediction_type="epsilon",
+        prediction_type=prediction_type,
     )
 
 

@@ -1,7 +1,7 @@
 """The demo world's super-resolution stage (32 -> 64 px): architecture and where it is shipped.
 
 A small diffusers `UNet2DConditionModel` in the shape of DeepFloyd IF's stage II: 6 input channels
-(the noisy 64 px image and the upsampled 32 px image, concatenated), eps output (3 channels, no
+(the noisy 64 px image and the upsampled 32 px image, concatenated), v-prediction output (3 channels, no
 learned variance), the augmentation noise level through `class_embed_type="timestep"`, and
 cross-attention to the text at the 16 and 8 px levels. It shares the demo base model's text encoder
 and tokenizer (frozen): a cascade has one text encoder, as in Imagen and IF, so Imagic's e_tgt
@@ -36,6 +36,7 @@ def build_demo_sr(
     attention_levels: int = 2,
     layers_per_block: int = 1,
     noise_level: int = 100,
+    prediction_type: str = "v_prediction",
     seed: int = 0,
 ) -> SuperResolutionModel:
     """A freshly initialised demo SR stage for `base` (its text width sets the cross-attention).
@@ -43,7 +44,16 @@ def build_demo_sr(
     Levels 64, 32, 16, 8 px with `block_out_channels`; ResNet blocks only at the first
     `len - attention_levels` levels (attention over 4096 positions would dominate a CPU step).
     Diffusion and noise augmentation use the demo's linear-beta schedule; `noise_level` is the
-    default augmentation level at inference (training draws levels up to the stage's maximum).
+    default augmentation level at inference (training draws levels up to the stage's maximum);
+    `prediction_type` is the UNet's target ("v_prediction" or "epsilon"); the augmentation
+    schedule only noises the condition and has none.
+
+    v rather than eps: near t = T the sampler's x0 estimate (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)
+    multiplies the eps error by 1 / sqrt(a_t) (about 150 at t = 999 of the linear schedule), while
+    v = sqrt(a_t) eps - sqrt(1 - a_t) x0 gives x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v with no such
+    gain, and the SR stage's x0 is nearly its condition. Measured on the shapes world after 400
+    steps of batch 16 (`python -m demo_world.sr_quality --n 30`): MSE to the 64 px truth 0.048
+    with v, 0.504 with eps.
     """
     text = base.text_encoder.config
     width = int(getattr(text, "d_model", None) or text.hidden_size)
@@ -65,7 +75,11 @@ def build_demo_sr(
             class_embed_type="timestep",
         )
     return SuperResolutionModel(
-        unet, demo_scheduler(), demo_scheduler(), name=name, noise_level=noise_level
+        unet,
+        demo_scheduler(prediction_type),
+        demo_scheduler(),
+        name=name,
+        noise_level=noise_level,
     )
 
 
