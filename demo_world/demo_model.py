@@ -46,6 +46,7 @@ def build_demo_model(
     text_width: int = 128,
     text_layers: int = 3,
     context_length: int = 32,
+    prediction_type: str = "epsilon",
     seed: int = 0,
 ) -> DiffusionModel:
     """A freshly initialised (untrained) demo model; `stage=pretrain_demo` trains it.
@@ -85,7 +86,13 @@ def build_demo_model(
             norm_num_groups=8,
         )
     return DiffusionModel(
-        unet, text_encoder, tokenizer, demo_scheduler(), None, name=name, resolution=resolution
+        unet,
+        text_encoder,
+        tokenizer,
+        demo_scheduler(prediction_type),
+        None,
+        name=name,
+        resolution=resolution,
     )
 
 

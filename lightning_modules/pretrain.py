@@ -83,6 +83,10 @@ class PretrainDemoStage(PretrainStage):
         self.log("loss", loss, prog_bar=True)
         return loss
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What the weights do not say: the UNet's target (`export_checkpoint` reads it back).
+        checkpoint["prediction_type"] = self.model.prediction_type
+
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [
             (self.ema["unet"], self.model.unet),
@@ -172,7 +176,9 @@ def export_checkpoint(checkpoint: str | Path, output_dir: str | Path) -> Path:
         from editing.errors import UserInputError
 
         raise UserInputError(f"{checkpoint} has no state_dict: not a Lightning checkpoint")
-    stage = PretrainDemoStage(build_demo_model(**demo_architecture(state["state_dict"])))
+    architecture = demo_architecture(state["state_dict"])
+    prediction_type = str(state.get("prediction_type", "epsilon"))  # older checkpoints: eps
+    stage = PretrainDemoStage(build_demo_model(**architecture, prediction_type=prediction_type))
     stage.load_state_dict(state["state_dict"])
     return stage.export(output_dir)
 
