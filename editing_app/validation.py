@@ -157,6 +157,7 @@ def stage_rules() -> dict[str, Rule]:
         "init_from": Rule("text", optional=True),
         "caption_dropout": FRACTION,
         "snr_gamma": Rule("float", low=0.0, open_low=True, optional=True),
+        "snr_floor": Rule("float", low=0.0, open_low=True, optional=True),
         "ema_decay": FRACTION,
         "noise_level_max": Rule("int", low=0, high=999),
     }

@@ -32,6 +32,8 @@ class PretrainDemoStage(PretrainStage):
         lr: AdamW peak learning rate, reached after `warmup_steps`, then cosine decay to 10 %.
         caption_dropout: probability of training on the empty caption.
         snr_gamma: min-SNR-gamma weighting (None to disable).
+        snr_floor: with `snr_gamma`, the smallest weight of the x0 error (None: none); lifts
+            the high-noise steps where the layout is decided (`min_snr_weight`).
         ema_decay: EMA decay of the exported weights.
     """
 
@@ -49,6 +51,7 @@ class PretrainDemoStage(PretrainStage):
         weight_decay: float = 0.01,
         caption_dropout: float = 0.1,
         snr_gamma: float | None = 5.0,
+        snr_floor: float | None = None,
         ema_decay: float = 0.999,
     ) -> None:
         super().__init__()
@@ -60,6 +63,7 @@ class PretrainDemoStage(PretrainStage):
         self.weight_decay = float(weight_decay)
         self.caption_dropout = float(caption_dropout)
         self.snr_gamma = snr_gamma
+        self.snr_floor = snr_floor
         self.ema_decay = float(ema_decay)
         model.requires_grad_(False)
         model.unet.requires_grad_(True)
@@ -79,7 +83,9 @@ class PretrainDemoStage(PretrainStage):
         emb = self.model.text_encoder(tokens)[0]
         t = torch.randint(0, self.model.num_train_timesteps, (b,), device=self.device)
         noise = torch.randn_like(images)
-        loss = denoising_loss(self.model, images, emb, t, noise, snr_gamma=self.snr_gamma)
+        loss = denoising_loss(
+            self.model, images, emb, t, noise, snr_gamma=self.snr_gamma, snr_floor=self.snr_floor
+        )
         self.log("loss", loss, prog_bar=True)
         return loss
 
