@@ -100,16 +100,19 @@ def test_the_demo_plans_are_make_demos_settings():
         and plans["imagic"].edit_settings["guidance_scale"] == 3
     )
     assert plans["null_text_p2p"].stage_settings == {
-        "num_inference_steps": 50,
+        "num_inference_steps": 25,
         "num_inner_steps": 10,
     }
     assert plans["null_text_p2p"].edit_settings["blend_words"] == "auto"
     assert plans["direct_inversion"].stage is None
     assert plans["direct_inversion"].edit_settings["invert_with_source"] is True
-    assert plans["direct_inversion"].edit_settings["num_inversion_steps"] == 50
+    assert plans["direct_inversion"].edit_settings["num_inversion_steps"] == 25
     demo_blended = dict(o.split("=", 1) for o in blended_settings("demo", False))
     assert plans["blended"].method == demo_blended["method"] == "blended"
     assert plans["blended"].edit_settings["dilate"] == int(demo_blended["method.dilate"])
+    assert plans["blended"].edit_settings["num_timesteps"] == int(
+        demo_blended["method.num_timesteps"]
+    )
     # Other models: the configs' defaults; Blended is Blended Latent Diffusion on latent models.
     assert method_plan("imagic", "sd15", latent=True).stage == "imagic"
     assert method_plan("blended", "sd15", latent=True).method == "blended_latent"
@@ -266,7 +269,7 @@ def test_the_sliders_start_at_the_plans_settings():
 
     demo = defaults("demo", False)  # make demo's settings
     assert (demo["eta"], demo["seeds"], demo["imagic_guidance"]) == (0.7, "0,1", 3.0)
-    assert (demo["noise_lambda"], demo["di_steps"], demo["candidates"]) == (0.3, 50, 8)
+    assert (demo["noise_lambda"], demo["di_steps"], demo["candidates"]) == (0.3, 25, 4)
     other = defaults("sd15", True)  # configs/method/*.yaml
     assert (other["seeds"], other["imagic_guidance"], other["di_steps"]) == ("0,1,2,3", 7.5, 100)
     assert other["candidates"] == 4  # Blended Latent Diffusion's
