@@ -96,8 +96,14 @@ def build_demo_model(
     )
 
 
-def load_demo_model(path: str | Path | None = None, name: str = "demo") -> DiffusionModel:
-    """The shipped demo model (or one trained elsewhere), through the regular loading code."""
+def load_demo_model(
+    path: str | Path | None = None, name: str = "demo", prediction_type: str | None = None
+) -> DiffusionModel:
+    """The shipped demo model (or one trained elsewhere), through the regular loading code.
+
+    `prediction_type` (default: the folder's scheduler's) re-targets the UNet's output, e.g.
+    "v_prediction" for an eps model about to be fine-tuned with `stage=pretrain_demo` to predict
+    v: the weights are unchanged, only what the scheduler and the loss read them as."""
     from editing.errors import UserInputError
     from editing.models.loading import load_model
 
@@ -107,4 +113,13 @@ def load_demo_model(path: str | Path | None = None, name: str = "demo") -> Diffu
             f"no demo model at {folder}: train one with `python train.py stage=pretrain_demo "
             f"output_dir=runs/demo` and pass base_model.path=runs/demo/model"
         )
-    return load_model(str(folder), name=name)
+    model = load_model(str(folder), name=name)
+    if prediction_type is not None and prediction_type != model.prediction_type:
+        if prediction_type not in ("epsilon", "v_prediction"):
+            raise UserInputError(
+                f"base_model.prediction_type must be epsilon or v_prediction, got {prediction_type!r}"
+            )
+        model.scheduler = DDIMScheduler.from_config(
+            model.scheduler.config, prediction_type=prediction_type
+        )
+    return model

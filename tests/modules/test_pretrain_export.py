@@ -30,3 +30,27 @@ def test_architecture_is_read_back_and_the_ema_weights_exported(tmp_path):
     assert loaded.prediction_type == "v_prediction"
     for name, p in stage.ema["unet"].state_dict().items():
         torch.testing.assert_close(loaded.unet.state_dict()[name], p, rtol=0, atol=0)
+
+
+def test_a_demo_folder_loads_retargeted_to_v_with_its_weights_unchanged(tmp_path):
+    import pytest
+
+    from editing.errors import UserInputError
+
+    stage = PretrainDemoStage(build_demo_model(**ARCH, seed=1))
+    folder = stage.export(tmp_path / "eps")
+    as_saved = load_demo_model(folder)
+    as_v = load_demo_model(folder, prediction_type="v_prediction")
+    assert as_saved.prediction_type == "epsilon" and as_v.prediction_type == "v_prediction"
+    torch.testing.assert_close(as_v.alphas_cumprod, as_saved.alphas_cumprod, rtol=0, atol=0)
+    for name, p in as_saved.unet.state_dict().items():
+        torch.testing.assert_close(as_v.unet.state_dict()[name], p, rtol=0, atol=0)
+    # The loss now asks for v = sqrt(a) eps - sqrt(1 - a) x0 where it asked for eps.
+    x0, noise, t = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8), torch.tensor([100, 900])
+    a = as_saved.alphas_cumprod[t].view(-1, 1, 1, 1)
+    torch.testing.assert_close(as_saved.training_target(x0, noise, t), noise)
+    torch.testing.assert_close(
+        as_v.training_target(x0, noise, t), a.sqrt() * noise - (1 - a).sqrt() * x0
+    )
+    with pytest.raises(UserInputError, match="prediction_type"):
+        load_demo_model(folder, prediction_type="sample")
