@@ -611,6 +611,17 @@ def save_sr_model(sr, folder: str | Path) -> Path:
     return folder
 
 
+def _drop_source_path(config_file: Path) -> None:
+    """Remove the folder a component was loaded from (`_name_or_path`, written by diffusers'
+    `save_pretrained`) from its saved config: a shipped folder names no path of the machine
+    that wrote it."""
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    if config.pop("_name_or_path", None) is not None:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def save_model(model: DiffusionModel, folder: str | Path) -> Path:
     """Write `model` as a diffusers-format folder that `load_model(folder)` reads back."""
     import diffusers
@@ -634,6 +645,7 @@ def save_model(model: DiffusionModel, folder: str | Path) -> Path:
         index["force_zeros_for_empty_prompt"] = model.force_zeros_for_empty_prompt
     for component, obj in parts.items():
         obj.save_pretrained(folder / component)
+        _drop_source_path(folder / component / "config.json")
         library = type(obj).__module__.split(".")[0]
         index[component] = [library, type(obj).__name__]
     (folder / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

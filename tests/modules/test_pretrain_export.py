@@ -54,3 +54,7 @@ def test_a_demo_folder_loads_retargeted_to_v_with_its_weights_unchanged(tmp_path
     )
     with pytest.raises(UserInputError, match="prediction_type"):
         load_demo_model(folder, prediction_type="sample")
+    # Fine-tuned and exported again, the folder names no path of this machine.
+    again = PretrainDemoStage(as_v).export(tmp_path / "v")
+    assert str(folder) not in (again / "unet" / "config.json").read_text()
+    assert load_demo_model(again).prediction_type == "v_prediction"
