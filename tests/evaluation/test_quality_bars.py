@@ -92,3 +92,42 @@ def test_blended_rank_one_only(tmp_path):
         and out["object_present"] == 0.5
         and out["success"] == 1.0
     )
+
+
+def test_direct_inversion_success_with_position_and_with_everything_kept(tmp_path):
+    rows = []
+    # lambda 0.5: a reaches and keeps everything; b reaches, keeps the position, loses the size;
+    # c misses. lambda 1: nobody reaches.
+    for case, success, position, preserved in (
+        ("a", True, True, True),
+        ("b", True, True, False),
+        ("c", False, True, True),
+    ):
+        rows.append(
+            {
+                "case_id": case,
+                "param.noise_lambda": 0.5,
+                "success": success,
+                "oracle_position": position,
+                "preserved": preserved,
+                "psnr": 20.0,
+                "one_minus_lpips": 0.8,
+            }
+        )
+        rows.append(
+            {
+                "case_id": case,
+                "param.noise_lambda": 1.0,
+                "success": False,
+                "oracle_position": True,
+                "preserved": True,
+                "psnr": 40.0,
+                "one_minus_lpips": 1.0,
+            }
+        )
+    _write(tmp_path, rows)
+    table = quality_bars.direct_inversion(str(tmp_path))
+    assert math.isclose(table[0.5]["success"], 2 / 3)
+    assert math.isclose(table[0.5]["success_position_kept"], 2 / 3)
+    assert math.isclose(table[0.5]["success_all_kept"], 1 / 3)
+    assert table[1.0]["success"] == 0.0 and table[1.0]["psnr"] == 40.0
