@@ -17,7 +17,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from demo_world.asset_paths import ASSETS_DIR
 from demo_world.tokenizer_vocab import build_clip_tokenizer
-from editing.models.diffusion_model import DiffusionModel
+from editing.models.diffusion_model import PREDICTION_TYPES, DiffusionModel
 
 ASSETS = ASSETS_DIR / "demo"
 DEMO_MODEL_DIR = ASSETS / "model"
@@ -104,9 +104,12 @@ def load_demo_model(
     `prediction_type` (default: the folder's scheduler's) re-targets the UNet's output, e.g.
     "v_prediction" for an eps model about to be fine-tuned with `stage=pretrain_demo` to predict
     v: the weights are unchanged, only what the scheduler and the loss read them as."""
+    from editing.editors import settings
     from editing.errors import UserInputError
     from editing.models.loading import load_model
 
+    if prediction_type is not None:
+        settings.choice(prediction_type, "base_model.prediction_type", PREDICTION_TYPES)
     folder = Path(path) if path else DEMO_MODEL_DIR
     if not (folder / "model_index.json").is_file():
         raise UserInputError(
@@ -115,10 +118,6 @@ def load_demo_model(
         )
     model = load_model(str(folder), name=name)
     if prediction_type is not None and prediction_type != model.prediction_type:
-        if prediction_type not in ("epsilon", "v_prediction"):
-            raise UserInputError(
-                f"base_model.prediction_type must be epsilon or v_prediction, got {prediction_type!r}"
-            )
         model.scheduler = DDIMScheduler.from_config(
             model.scheduler.config, prediction_type=prediction_type
         )

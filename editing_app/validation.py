@@ -19,6 +19,7 @@ from typing import Any
 from editing.editors import settings
 from editing.errors import UserInputError
 from editing.io.geometry import FITS
+from editing.models.diffusion_model import PREDICTION_TYPES
 from editing.models.loading import WEIGHT_DTYPES
 from editing_app.cpu_threads import check_cpu_threads
 from editing_app.runtime import AUTOCAST_DTYPES, resolve_device
@@ -226,6 +227,8 @@ BASE_MODEL_RULES: dict[str, Rule] = {
     "dtype": Rule("choice", options=tuple(WEIGHT_DTYPES)),
     "vae_dtype": Rule("choice", options=tuple(WEIGHT_DTYPES), optional=True),
     "vae_tiling": Rule("bool"),
+    # what the UNet predicts, where a base model config sets it (the demo and tiny models)
+    "prediction_type": Rule("choice", options=PREDICTION_TYPES, optional=True),
 }
 
 SR_RULES: dict[str, Rule] = {

@@ -28,6 +28,9 @@ from editing.diffusion.conditioning import Conditioning, as_conditioning
 from editing.diffusion.ddim import eps_from_v, v_target
 from editing.errors import UserInputError
 
+# What a UNet may predict: the targets `_to_eps` and `training_target` convert.
+PREDICTION_TYPES: tuple[str, ...] = ("epsilon", "v_prediction")
+
 
 @dataclass(frozen=True)
 class ModelIdentity:
