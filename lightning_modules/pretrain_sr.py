@@ -65,7 +65,8 @@ class PretrainDemoSRStage(PretrainStage):
         super().__init__()
         model.requires_grad_(False)
         self.model = model
-        self.sr = build_demo_sr(model, **(arch or {}))
+        self.arch = dict(arch or {})
+        self.sr = build_demo_sr(model, **self.arch)
         self.sr.unet.requires_grad_(True)
         self.noise_level_max = self.sr.check_level(int(noise_level_max))
         self.num_steps, self.batch_size = int(num_steps), int(batch_size)
@@ -90,6 +91,11 @@ class PretrainDemoSRStage(PretrainStage):
         loss = denoising_loss(model, high, emb, t, torch.randn_like(high), self.snr_gamma)
         self.log("loss", loss, prog_bar=True)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What the weights do not say: the SR stage's architecture arguments, its UNet's target and
+        # default augmentation level among them (`export_sr_checkpoint` reads them back).
+        checkpoint["sr_arch"] = self.arch
 
     def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return [(self.ema, self.sr.unet)]
@@ -123,3 +129,39 @@ class PretrainDemoSRStage(PretrainStage):
         for p, img in zip(pairs, high):
             panels += [("32 px", p["low_res"]), ("SR 64 px", img), ("true 64 px", p["image"])]
         return panels
+
+
+def export_sr_checkpoint(
+    checkpoint: str | Path, output_dir: str | Path, base: str | Path | None = None
+) -> Path:
+    """Write the EMA SR stage of a `stage=pretrain_demo_sr` Lightning checkpoint as a folder
+    (`<output_dir>/sr`): evaluate or ship an intermediate checkpoint. `base` is the demo base model
+    it was trained for (default: the shipped one; its frozen text encoder is in the checkpoint too).
+
+        python -m lightning_modules.pretrain_sr runs/demo_sr/checkpoints/pretrain_demo_sr/last.ckpt OUT
+    """
+    from demo_world.demo_model import load_demo_model
+    from editing.errors import UserInputError
+    from editing.io.checkpoints import load_checkpoint
+
+    # Restricted unpickling: a checkpoint is data, never code (a crafted one is refused).
+    state = load_checkpoint(checkpoint)
+    if "state_dict" not in state or "sr_arch" not in state:
+        raise UserInputError(f"{checkpoint} is not a stage=pretrain_demo_sr Lightning checkpoint")
+    stage = PretrainDemoSRStage(load_demo_model(base), arch=dict(state["sr_arch"]))
+    stage.load_state_dict(state["state_dict"])
+    return stage.export(output_dir)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from editing.errors import UserInputError
+
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: python -m lightning_modules.pretrain_sr CKPT OUT [BASE_MODEL_DIR]")
+    try:
+        print(export_sr_checkpoint(*sys.argv[1:]))
+    except UserInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

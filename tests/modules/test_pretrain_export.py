@@ -58,3 +58,34 @@ def test_a_demo_folder_loads_retargeted_to_v_with_its_weights_unchanged(tmp_path
     again = PretrainDemoStage(as_v).export(tmp_path / "v")
     assert str(folder) not in (again / "unet" / "config.json").read_text()
     assert load_demo_model(again).prediction_type == "v_prediction"
+
+
+def test_an_sr_checkpoint_exports_its_ema_stage_with_its_architecture(tmp_path):
+    from demo_world.demo_sr import load_demo_cascade
+    from lightning_modules.pretrain_sr import PretrainDemoSRStage, export_sr_checkpoint
+
+    base = PretrainDemoStage(build_demo_model(**ARCH, seed=2)).export(tmp_path / "base")
+    arch = {"block_out_channels": [8, 16, 16], "attention_levels": 1, "noise_level": 40}
+    stage = PretrainDemoSRStage(load_demo_model(base), arch=arch)
+    with torch.no_grad():  # EMA weights that differ from the trained ones
+        for p in stage.ema.parameters():
+            p.add_(0.01)
+    checkpoint = {"state_dict": stage.state_dict()}
+    stage.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+
+    folder = export_sr_checkpoint(tmp_path / "last.ckpt", tmp_path / "out", base)
+    loaded = load_demo_cascade(base, folder).sr
+    assert tuple(loaded.unet.config.block_out_channels) == (8, 16, 16)
+    assert loaded.noise_level == 40
+    for name, p in stage.ema.state_dict().items():
+        torch.testing.assert_close(loaded.unet.state_dict()[name], p, rtol=0, atol=0)
+
+    import pytest
+
+    from editing.errors import UserInputError
+
+    torch.save({"state_dict": stage.state_dict()}, tmp_path / "other.ckpt")
+    with pytest.raises(UserInputError, match="not a stage=pretrain_demo_sr"):
+        export_sr_checkpoint(tmp_path / "other.ckpt", tmp_path / "none", base)
+    assert not (tmp_path / "none").exists()
