@@ -12,7 +12,7 @@ Each case's scores are written beside its runs (`<out>/<case>/scores.json`), so 
 finished cases and `--part K/N` (cases with index % N == K) splits the work over processes; the
 table covers every finished case of the first `--cases`.
 
-    python scripts/demo_sr_quality.py [--cases 10] [--out runs/sr_quality] [--part 0/2]
+    python scripts/demo_sr_quality.py [--cases 10] [--out runs/sr_quality] [--part 0/2] [--sr DIR]
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ MODES = ("finetuned", "pretrained", "none")
 OTHERS = ("colour", "size", "position", "background")
 
 
-def train_overrides() -> list[str]:
+def train_overrides(cascade: list[str]) -> list[str]:
     """The cascade stage's overrides: the base sized as `stage=imagic_demo` (read from its config),
-    the SR fine-tune with the base fine-tune's steps and lr."""
+    the SR fine-tune with the base fine-tune's steps and lr; `cascade` selects the models."""
     demo = OmegaConf.load(REPO / "configs" / "stage" / "imagic_demo.yaml")
     embed, finetune = demo.embed, demo.finetune
     return [
-        "base_model=demo_cascade",
+        *cascade,
         "stage=imagic_cascade",
         "trainer=cpu",
         "logger=none",
@@ -68,7 +68,7 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
 
 
-def score_case(case, folder: Path) -> dict:
+def score_case(case, folder: Path, cascade: list[str]) -> dict:
     """Train once and edit with each SR mode; {mode: {"psnr", "reached", "kept"}}."""
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / "input.png"
@@ -78,7 +78,7 @@ def score_case(case, folder: Path) -> dict:
         run(
             [
                 "train.py",
-                *train_overrides(),
+                *train_overrides(cascade),
                 f"image={image}",
                 f"target_prompt={case.target_prompt}",
                 f"output_dir={ckpt}",
@@ -90,7 +90,7 @@ def score_case(case, folder: Path) -> dict:
         run(
             [
                 "edit.py",
-                "base_model=demo_cascade",
+                *cascade,
                 "method=imagic",
                 f"image={image}",
                 f"checkpoint_dir={ckpt}",
@@ -118,18 +118,22 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/sr_quality"))
+    parser.add_argument("--sr", type=Path, default=None, help="SR folder (default: shipped)")
     parser.add_argument("--part", default="0/1", help="K/N: run the cases with index %% N == K")
     args = parser.parse_args(argv)
     k, n = (int(x) for x in args.part.split("/"))
     if not 0 <= k < n:
         parser.error(f"--part {args.part}: K/N with 0 <= K < N")
     out = args.out.resolve()
+    cascade = ["base_model=demo_cascade"]
+    if args.sr is not None:
+        cascade.append(f"base_model.sr_path={args.sr.resolve()}")
     cases = make_suite("shape", args.cases, seed=0, resolution=64)
     for i, case in enumerate(cases):
         done = out / case.case_id / "scores.json"
         if i % n != k or done.is_file():
             continue
-        scores = score_case(case, out / case.case_id)
+        scores = score_case(case, out / case.case_id, cascade)
         done.write_text(json.dumps(scores, indent=2))
         print(case.case_id, {m: round(v["psnr"], 2) for m, v in scores.items()}, flush=True)
     finished = [
