@@ -58,11 +58,11 @@ def test_pretrain_demo_sr_exports_a_loadable_cascade(tmp_path):
     assert model.sr.name == "demo_sr" and not model.sr.learned_variance
 
 
-def test_sr_quality_scores_the_sr_stage_beside_bilinear():
+def test_sr_quality_scores_the_sr_stage_beside_bilinear_and_bicubic():
     from demo_world.demo_model import build_demo_model
     from demo_world.demo_sr import build_demo_sr
-    from demo_world.sr_quality import HELD_OUT_SEED, evaluate
-    from editing.models.cascade import upsample
+    from demo_world.sr_quality import ATTRIBUTES, HELD_OUT_SEED, MSE_GROUPS, evaluate
+    from editing.models.cascade import upsample, upscale_output
 
     base = build_demo_model(block_out_channels=(8, 16), text_width=32, text_layers=1)
     sr = build_demo_sr(base, block_out_channels=(8, 16), attention_levels=1)
@@ -70,12 +70,34 @@ def test_sr_quality_scores_the_sr_stage_beside_bilinear():
 
     pairs = [ShapesPairStream(64, 32, seed=HELD_OUT_SEED).sample(k) for k in range(3)]
     high = torch.stack([p["image"] for p in pairs])
-    bilinear = upsample(torch.stack([p["low_res"] for p in pairs]), 64).clamp(-1, 1)
-    assert results["bilinear"]["mse"] == pytest.approx((bilinear - high).pow(2).mean().item())
+    low = torch.stack([p["low_res"] for p in pairs])
+    noisy = torch.tensor(["noisy background" in p["caption"] for p in pairs])
+    for method, images in (
+        ("bilinear", upsample(low, 64).clamp(-1, 1)),
+        ("bicubic", upscale_output(low, 64)),
+    ):
+        errors = (images - high).pow(2).mean(dim=(1, 2, 3))
+        assert results[method]["mse"] == pytest.approx(errors.mean().item())
+        for group, members in (("mse_noisy", noisy), ("mse_determined", ~noisy)):
+            expected = errors[members].mean().item() if members.any() else float("nan")
+            assert results[method][group] == pytest.approx(expected, nan_ok=True)
+        r = results[method]
+        assert r["mse_flat"] < r["mse_determined"] < r["mse_edges"]  # a blur errs at edges
     assert 0 < results["bilinear"]["mse"] < 0.01  # the 32 px render is the 64 px one, blurred
     assert results["bilinear"]["colour"] == 1.0  # the oracle reads the upsampled renders
     assert results["sr"]["mse"] > 10 * results["bilinear"]["mse"]  # an untrained stage: noise
-    assert set(results["sr"]) == {"n", "mse", "colour", "shape", "size", "position"} | {
-        "background",
-        "count",
-    }
+    assert set(results) == {"sr", "bilinear", "bicubic"}
+    assert set(results["sr"]) == {"n", *MSE_GROUPS, *ATTRIBUTES}
+
+
+def test_edge_mask_marks_both_sides_of_a_step():
+    from demo_world.sr_quality import edge_mask
+
+    image = -torch.ones(1, 3, 8, 8)
+    image[:, 1, 2:5, 2:5] = 1.0  # a green 3x3 square
+    mask = edge_mask(image)[0]
+    grown = torch.zeros(8, 8, dtype=torch.bool)
+    grown[1:6, 2:5] = grown[2:5, 1:6] = True  # the square and its 4-neighbours
+    centre = torch.zeros(8, 8, dtype=torch.bool)
+    centre[3, 3] = True
+    assert torch.equal(mask, grown & ~centre)
