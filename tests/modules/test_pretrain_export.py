@@ -4,6 +4,8 @@ beside them)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from demo_world.demo_model import build_demo_model, load_demo_model
@@ -12,14 +14,19 @@ from lightning_modules.pretrain import PretrainDemoStage, demo_architecture, exp
 ARCH = {"block_out_channels": (8, 16, 16, 16), "text_width": 32, "text_layers": 2}
 
 
-def test_architecture_is_read_back_and_the_ema_weights_exported(tmp_path):
-    stage = PretrainDemoStage(build_demo_model(**ARCH, prediction_type="v_prediction", seed=3))
-    with torch.no_grad():  # EMA weights that differ from the trained ones
+def save_checkpoint_with_distinct_ema(stage, path: Path) -> None:
+    """Shift the stage's EMA weights off the trained ones, then save it as Lightning would."""
+    with torch.no_grad():
         for p in stage.ema.parameters():
             p.add_(0.01)
     checkpoint = {"state_dict": stage.state_dict()}
     stage.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, tmp_path / "last.ckpt")
+    torch.save(checkpoint, path)
+
+
+def test_architecture_is_read_back_and_the_ema_weights_exported(tmp_path):
+    stage = PretrainDemoStage(build_demo_model(**ARCH, prediction_type="v_prediction", seed=3))
+    save_checkpoint_with_distinct_ema(stage, tmp_path / "last.ckpt")
 
     assert demo_architecture(stage.state_dict()) == {**ARCH, "context_length": 32}
     folder = export_checkpoint(tmp_path / "last.ckpt", tmp_path / "out")
@@ -67,12 +74,7 @@ def test_an_sr_checkpoint_exports_its_ema_stage_with_its_architecture(tmp_path):
     base = PretrainDemoStage(build_demo_model(**ARCH, seed=2)).export(tmp_path / "base")
     arch = {"block_out_channels": [8, 16, 16], "attention_levels": 1, "noise_level": 40}
     stage = PretrainDemoSRStage(load_demo_model(base), arch=arch)
-    with torch.no_grad():  # EMA weights that differ from the trained ones
-        for p in stage.ema.parameters():
-            p.add_(0.01)
-    checkpoint = {"state_dict": stage.state_dict()}
-    stage.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, tmp_path / "last.ckpt")
+    save_checkpoint_with_distinct_ema(stage, tmp_path / "last.ckpt")
 
     folder = export_sr_checkpoint(tmp_path / "last.ckpt", tmp_path / "out", base)
     loaded = load_demo_cascade(base, folder).sr
