@@ -4,7 +4,9 @@ For `--cases` generated shape edits rendered at 64 px, runs `train.py stage=imag
 demo cascade (32 px base + 32->64 SR, `base_model=demo_cascade`) once per case, with the base
 stage's embedding and fine-tune sized as `stage=imagic_demo` and the SR fine-tune as gentle as the
 base's, then `edit.py method=imagic` with `method.sr=finetuned`, `pretrained` and `none` (bicubic)
-at eta = 0 (the reconstruction) and eta = 0.8 (the edit), and reports per SR mode:
+at eta = 0 (the reconstruction) and eta = 0.8 (the edit), the SR stage unguided by default
+(`--sr-guidance 1`: the demo SR restores the world's renders best without guidance, see
+`python -m demo_world.sr_quality --guidance G`), and reports per SR mode:
     - PSNR of the eta = 0 output against the 64 px input (fidelity of the high-resolution result);
     - the oracle's verdict on the eta = 0.8 output (target shape reached, other attributes kept).
 
@@ -13,6 +15,7 @@ finished cases and `--part K/N` (cases with index % N == K) splits the work over
 table covers every finished case of the first `--cases`.
 
     python scripts/demo_sr_quality.py [--cases 10] [--out runs/sr_quality] [--part 0/2] [--sr DIR]
+        [--sr-guidance 1]
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def run(args: list[str]) -> None:
     subprocess.run([sys.executable, *args], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
 
 
-def score_case(case, folder: Path, cascade: list[str]) -> dict:
+def score_case(case, folder: Path, cascade: list[str], sr_guidance: float) -> dict:
     """Train once and edit with each SR mode; {mode: {"psnr", "reached", "kept"}}."""
     folder.mkdir(parents=True, exist_ok=True)
     image = folder / "input.png"
@@ -99,6 +102,7 @@ def score_case(case, folder: Path, cascade: list[str]) -> dict:
                 "method.eta=[0,0.8]",
                 "method.seeds=[0]",
                 "method.guidance_scale=3",
+                f"method.sr_guidance_scale={sr_guidance}",
             ]
         )
         samples = sorted((edit / "samples").glob("*.png"))
@@ -119,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("runs/sr_quality"))
     parser.add_argument("--sr", type=Path, default=None, help="SR folder (default: shipped)")
+    parser.add_argument("--sr-guidance", type=float, default=1.0, help="the SR stage's CFG weight")
     parser.add_argument("--part", default="0/1", help="K/N: run the cases with index %% N == K")
     args = parser.parse_args(argv)
     k, n = (int(x) for x in args.part.split("/"))
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         done = out / case.case_id / "scores.json"
         if i % n != k or done.is_file():
             continue
-        scores = score_case(case, out / case.case_id, cascade)
+        scores = score_case(case, out / case.case_id, cascade, args.sr_guidance)
         done.write_text(json.dumps(scores, indent=2))
         print(case.case_id, {m: round(v["psnr"], 2) for m, v in scores.items()}, flush=True)
     finished = [
