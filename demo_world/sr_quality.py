@@ -82,8 +82,8 @@ def evaluate(
         low = torch.stack([p["low_res"] for p in pairs])
         scenes = [parse_caption(p["caption"]) for p in pairs]
         noisy = torch.tensor([BACKGROUNDS[s.background].pattern == "noise" for s in scenes])
-        edges = edge_mask(high) & ~noisy[:, None, None]
-        flat = ~edge_mask(high) & ~noisy[:, None, None]
+        near_edge, determined = edge_mask(high), ~noisy[:, None, None]
+        edges, flat = near_edge & determined, ~near_edge & determined
         outputs = {
             "sr": super_resolve(
                 sr,
