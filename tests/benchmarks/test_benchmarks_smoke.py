@@ -181,3 +181,13 @@ def test_null_text_unet_calls_alone_are_the_inversions_calls(arch):
         assert all(a["time_ids"].tolist() == [[32.0, 32.0, 0.0, 0.0, 32.0, 32.0]] for a in added)
     else:
         assert added == [None] * len(calls)
+
+
+def test_loop_overhead_benchmark_times_both_loops():
+    from benchmarks import loop_overhead
+
+    (row,) = loop_overhead.main(["--steps", "20", "--repeat", "1"])
+    assert row.benchmark == "loop overhead"
+    assert row.seconds > 0 and row.extra["bare_s_per_step"] > 0
+    # The Lightning fit runs the bare loop's steps plus its own machinery.
+    assert row.extra["overhead_ms"] == 1e3 * (row.seconds - row.extra["bare_s_per_step"])
