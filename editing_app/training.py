@@ -23,6 +23,7 @@ from editing.errors import UserInputError
 from editing.io.atomic import remove_partial_files
 from editing.io.checkpoints import load_checkpoint
 from editing.io.edit_inputs import Inputs
+from editing_app.cuda_check import use_torch_cuda_check
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,8 @@ def build_trainer(
 
     export = ArtifactExport(output_dir)
     timer = StepTimer()
-    callbacks = [export, timer, *extra_callbacks]
+    # The timer first: its fit time ends before the artifact is written.
+    callbacks = [timer, export, *extra_callbacks]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(StageProgressBar())
     if cfg.get("offload_frozen", False):
@@ -180,6 +182,7 @@ def build_trainer(
         default_root_dir=str(output_dir),
         plugins=[AtomicCheckpointIO()],
     )
+    use_torch_cuda_check(trainer)  # not NVML's device count at every optimiser step
     return trainer, export, timer
 
 
