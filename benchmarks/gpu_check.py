@@ -10,8 +10,9 @@ after another, each in its own process (`benchmarks.report.run_one`): Imagic's s
 (embedding, full and LoRA fine-tune; paper schedule extrapolated from the measured rates),
 null-text inversion 50 x 10 with Prompt-to-Prompt edits, Direct Inversion 100 + 100, Blended
 Latent Diffusion with 4 candidates and pixel Blended Diffusion at 256 px, all under bf16-mixed,
-and `benchmarks.memory`'s peak memory with and without the memory switches (checkpointing, half
-weights, Adafactor, all). A time budget (`--budget`, 480 s) bounds the whole run: a script that
+`benchmarks.memory`'s peak memory with and without the memory switches (checkpointing, half
+weights, Adafactor, all), and on SD 1.5 `benchmarks.unet_switches` (one UNet call under SDPA,
+explicit attention and channels_last: which of them helps on the GPU). A time budget (`--budget`, 480 s) bounds the whole run: a script that
 would start after it is spent is listed as skipped. The Markdown file holds the machine, one
 table of every row (seconds, steps/s, peak memory), and the targets below with what was
 measured against each.
@@ -72,7 +73,7 @@ SDXL_SCRIPTS = LATENT_SCRIPTS
 """The scripts of the methods that run on SDXL."""
 
 ARCHITECTURES: list[Architecture] = [
-    Architecture("SD 1.5 512 px", "sd15", "tiny", LATENT_SCRIPTS),
+    Architecture("SD 1.5 512 px", "sd15", "tiny", (*LATENT_SCRIPTS, "unet_switches")),
     Architecture("SD 2.1 768 px", "sd21", "tiny_v", ("imagic", "null_text", "direct_inversion")),
     Architecture("DeepFloyd IF pair", "if", "tiny", ("cascade",)),
     Architecture("SDXL 1024 px", "sdxl", "tiny_sdxl", SDXL_SCRIPTS),
@@ -146,6 +147,11 @@ def script_argv(
         counts = ["--steps", "1"] if reduced else ["--steps", "2"]
         stages = ["--stages", *memory_stages(scripts, reduced)]
         return ["--arch", arch, "--device", device, *stages, *counts]
+    if script == "unet_switches":  # SDPA, explicit attention and channels_last at full size
+        variants = ["sdpa", "channels_last"] if reduced else ["sdpa", "explicit", "channels_last"]
+        counts = ["--rounds", "1", "--calls", "1"] if reduced else ["--rounds", "3", "--calls", "5"]
+        precision = [] if reduced else ["--precision", "bf16-mixed"]
+        return ["--arch", arch, "--device", device, "--variants", *variants, *counts, *precision]
     if script == "cascade":
         counts = ["--steps", "2", "--stages", "embed"] if reduced else ["--steps", "8"]
         return ["--arch", arch, "--device", device, *counts]

@@ -78,11 +78,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument(
         "--kinds", nargs="+", default=list(KINDS), choices=list(KINDS), help="calls to time"
     )
+    parser.add_argument("--resolution", type=int, default=None, help="pixels (default: the arch's)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=10, help="timed calls per round")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    model = prepare(model_for(args.arch), args.device)
+    model = prepare(model_for(args.arch, args.resolution), args.device)
     calls = {}
     for name in args.variants:  # warm up (and compile) every variant before timing any
         _variant(model, name)

@@ -125,3 +125,22 @@ def test_targets_are_judged_on_the_best_matching_row():
     assert judge(sdxl, full) == (30000.0, "missed")
     assert judge(target, rows[1:2]) == (20.0, "missed")
     assert judge(target, [])[1] == "not measured"
+
+
+def test_the_sd15_slot_measures_the_unet_speed_switches():
+    from benchmarks import gpu_check, unet_switches
+
+    sd15 = next(a for a in gpu_check.ARCHITECTURES if a.full == "sd15")
+    assert "unet_switches" in sd15.scripts
+    full = gpu_check.script_argv("unet_switches", "sd15", "cuda", False, sd15.scripts)
+    assert full[full.index("--precision") + 1] == "bf16-mixed"
+    reduced = gpu_check.script_argv("unet_switches", "tiny", "cpu", True, sd15.scripts)
+    rows = unet_switches.main(reduced)
+    kinds = [(r.benchmark, r.setting.split()[3]) for r in rows]
+    assert kinds == [
+        ("unet sdpa", "sampling"),
+        ("unet channels_last", "sampling"),
+        ("unet sdpa", "training"),
+        ("unet channels_last", "training"),
+    ]
+    assert all(r.seconds > 0 for r in rows)
