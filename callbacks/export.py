@@ -12,7 +12,11 @@ log = logging.getLogger(__name__)
 
 class ArtifactExport(Callback):
     """Call `pl_module.export(output_dir, full_state)` when training ends (every stage implements
-    `lightning_modules.base.Stage`); `path` is where it wrote."""
+    `lightning_modules.base.Stage`); `path` is where it wrote.
+
+    The last step's gradients are dropped first: the fit is over, nothing reads them again, and
+    a full fine-tune's gradients are as large as its weights (3.4 GB for SD 1.5 in fp32), memory
+    that writing the artifact needs."""
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
@@ -21,6 +25,7 @@ class ArtifactExport(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         from lightning.pytorch.strategies import FSDPStrategy
 
+        pl_module.zero_grad(set_to_none=True)
         full_state = None
         if isinstance(trainer.strategy, FSDPStrategy):
             # Sharded weights: every rank takes part in gathering them; rank 0 receives them.

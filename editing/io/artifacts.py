@@ -144,10 +144,12 @@ def make_metadata(
     return meta
 
 
-def sorted_safetensors(data: bytes) -> bytes:
-    """`data` (a safetensors file) with its header rewritten in a fixed order: `__metadata__`
-    first with its keys sorted, then the tensors in the order of their data. The tensor bytes
-    are unchanged (their offsets are relative to the end of the header)."""
+def sorted_header(data: bytes) -> tuple[bytes, memoryview]:
+    """(header, body) of `data` (a safetensors file) with its header rewritten in a fixed order:
+    `__metadata__` first with its keys sorted, then the tensors in the order of their data. The
+    body is a view of `data`'s tensor bytes, unchanged and not copied (their offsets are relative
+    to the end of the header): writing the two parts one after the other writes the file without
+    a second copy of the tensors in memory (a full SD 1.5 UNet is 3.4 GB in fp32)."""
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
     ordered = {}
@@ -157,7 +159,7 @@ def sorted_safetensors(data: bytes) -> bytes:
         ordered[key] = header[key]
     text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
     text += b" " * (-len(text) % 8)  # safetensors aligns the data to 8 bytes with spaces
-    return struct.pack("<Q", len(text)) + text + data[8 + n :]
+    return struct.pack("<Q", len(text)) + text, memoryview(data)[8 + n :]
 
 
 def save_artifact(path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str]) -> Path:
@@ -168,9 +170,10 @@ def save_artifact(path: str | Path, tensors: dict[str, Tensor], metadata: dict[s
     bad = [k for k, v in metadata.items() if not isinstance(v, str)]
     if bad:
         raise TypeError(f"artifact metadata values must be strings: {bad}")
-    data = sorted_safetensors(serialize(clean, metadata=metadata))
-    with atomic_file(path, "artifact") as tmp:
-        tmp.write_bytes(data)
+    header, body = sorted_header(serialize(clean, metadata=metadata))
+    with atomic_file(path, "artifact") as tmp, open(tmp, "wb") as f:
+        f.write(header)
+        f.write(body)
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -61,13 +60,25 @@ def test_write_is_atomic(tmp_path, tiny_model, monkeypatch, error, where):
         raise error
 
     if where == "write":
-        real = Path.write_bytes
+        import editing.io.artifacts as artifacts
 
-        def partial(self, data):  # half the bytes reach the disk, then the disk is full
-            real(self, data[: len(data) // 2])
-            raise error
+        class HalfWrite:
+            """The artifact's file: half of the first write reaches the disk, then it is full."""
 
-        monkeypatch.setattr(Path, "write_bytes", partial)
+            def __init__(self, file, mode):
+                self.f = open(file, mode)  # noqa: SIM115
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+            def write(self, data):
+                self.f.write(bytes(data[: len(data) // 2]))
+                raise error
+
+        monkeypatch.setattr(artifacts, "open", HalfWrite, raising=False)
     elif where == "fsync":
         monkeypatch.setattr(atomic.os, "fsync", crash)
     else:
