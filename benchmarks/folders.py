@@ -4,10 +4,12 @@ Benchmarks take a diffusers folder (`--model FOLDER`) so that any other implemen
 on exactly the same weights: write one with
 
     python -m benchmarks.folders runs/tiny_sd64            # 64 px images, 8x8 latents
+    python -m benchmarks.folders runs/sd15_128 --arch sd15 --resolution 128   # SD 1.5's sizes
 
 It has SD 1.x's layout at toy widths: a 4-level VAE (downsampling factor 8, as SD's), the tests'
 2-level UNet with cross-attention, a 2-layer CLIP text encoder and SD's DDIM schedule, with
-weights drawn from a fixed seed.
+weights drawn from a fixed seed. `--arch sd15` writes Stable Diffusion 1.5's architecture instead
+(`benchmarks.architectures.sd15_model`: 860M-parameter UNet, random weights, about 4 GB in fp32).
 """
 
 from __future__ import annotations
@@ -60,8 +62,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--arch", default="tiny", choices=["tiny", "sd15"])
     args = parser.parse_args(argv)
-    path = write_tiny_sd_folder(args.folder, args.resolution, args.seed)
+    if args.arch == "sd15":
+        from benchmarks.architectures import sd15_model
+
+        torch.manual_seed(args.seed)
+        path = save_model(sd15_model(args.resolution), args.folder)
+    else:
+        path = write_tiny_sd_folder(args.folder, args.resolution, args.seed)
     print(path)
     return path
 
