@@ -183,8 +183,10 @@ def test_sweep_reuses_one_inversion_and_batches_samples(tiny_model, image_path):
     with unet_calls(tiny_model) as sizes:
         chunked = editor(**sweep, batch_size=2)(tiny_model, inputs)
     assert sizes == [1, 1, 1] + [4] * 3 * 2
+    # Another batch size changes how the fp32 matrix products are blocked, so sums differ in their
+    # last bits: up to 1.03e-5 in these [-1, 1] images on an Intel Xeon, below 1e-5 on an AMD EPYC.
     for a, b in zip(results, chunked):
-        torch.testing.assert_close(a.image, b.image, rtol=0, atol=1e-5)
+        torch.testing.assert_close(a.image, b.image, rtol=0, atol=5e-5)
     # lambda = 1 rows spend no UNet call; w = 1 rows need only the conditional pass
     with unet_calls(tiny_model) as sizes:
         editor(noise_lambda=[0.5, 1.0], guidance_scale=1.0)(tiny_model, inputs)
