@@ -12,8 +12,9 @@ null-text inversion 50 x 10 with Prompt-to-Prompt edits, Direct Inversion 100 + 
 Latent Diffusion with 4 candidates and pixel Blended Diffusion at 256 px, all under bf16-mixed,
 `benchmarks.memory`'s peak memory with and without the memory switches (checkpointing, half
 weights, Adafactor, all), and on SD 1.5 `benchmarks.unet_switches` (one UNet call under SDPA,
-explicit attention and channels_last: which of them helps on the GPU). A time budget (`--budget`, 480 s) bounds the whole run: a script that
-would start after it is spent is listed as skipped. The Markdown file holds the machine, one
+explicit attention and channels_last: which of them helps on the GPU). A time budget
+(`--budget`, 480 s) bounds the whole run: a script that would start after it is spent is listed
+as skipped. The Markdown file holds the machine, one
 table of every row (seconds, steps/s, peak memory), and the targets below with what was
 measured against each.
 
